@@ -1,0 +1,1 @@
+"""Command-line tools: the `mtl-split` CLI, bag writing, replay evaluation, benchmarks."""

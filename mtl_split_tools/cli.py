@@ -1,0 +1,53 @@
+"""`mtl-split`: the one CLI. Each subcommand lives in its own module and registers itself.
+
+A command module exposes `register(subparsers)`, which adds its parser and sets
+`func(args) -> int`. Modules import heavy dependencies (torch, rclpy) inside `func`, so
+`mtl-split --help` stays fast and a robot without torch can still run the runtime commands.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mtl_split_core.errors import MtlSplitError
+
+# Subcommand modules, in --help order.
+COMMAND_MODULES = [
+    "mtl_split_training.commands",  # train, export, build-engine
+    "mtl_split_tools.bag_command",  # make-bag
+    "mtl_split_tools.launch_command",  # launch
+    "mtl_split_tools.evaluate_command",  # evaluate
+    "mtl_split_tools.bench_command",  # bench ...
+    "mtl_split_tools.demo_command",  # demo
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtl-split", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue  # that part of the package is not installed (e.g. no training on a robot)
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("mtl-split: interrupted", file=sys.stderr)
+        return 130
+    except (MtlSplitError, FileNotFoundError, PermissionError) as e:
+        print(f"mtl-split {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
