@@ -57,7 +57,8 @@ build_msgs() {
 }
 step colcon "$(hash_of requirements/ros.txt CMakeLists.txt package.xml msg/* nodes/* launch/* config/*)" build_msgs
 
-step editable "$(hash_of pyproject.toml)" pip_install --no-deps --no-build-isolation -e .
+# compat mode = a .pth with the repo root: new packages in the tree import without reinstalling.
+step editable "$(hash_of pyproject.toml scripts/setup.sh)" pip_install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 
 "$VENV/bin/python" -c "from mtl_split.msg import SharedFeatures, TaskResult, MultiTaskResult, BackboneInfo" \
   || { echo "setup: the mtl_split messages do not import; remove $STAMPS/colcon and rerun" >&2; exit 1; }

@@ -1,0 +1,162 @@
+"""`mtl-split bench codec`: what the wire costs, without any model.
+
+A publisher process encodes feature tensors of a few sizes and publishes SharedFeatures over
+loopback DDS; this process receives and decodes them. Per size and codec we report
+encode -> publish -> receive -> decode latency (p50/p90/p99, paced so nothing queues) and
+sustained throughput (published flat out, reliable, depth 100). Both processes run on one
+machine, so their clocks agree and one-way latency is measurable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mtl_split_core import codec
+
+SIZES_KB = (1, 32, 256)
+CASES = (("float32", "none"), ("float16", "none"), ("int8", "zstd"), ("int8", "lz4"))
+TOPIC = "/mtl_split_bench/features"
+
+
+def _tensor(size_kb: int) -> np.ndarray:
+    """ReLU-like features whose float32 size is size_kb KiB: shape (C, 8, 8)."""
+    channels = max(1, size_kb * 1024 // (4 * 64))
+    x = np.random.default_rng(size_kb).standard_normal((channels, 8, 8)).astype(np.float32)
+    return np.maximum(x, 0)
+
+
+def _qos(depth: int):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def publisher(size_kb: int, dtype: str, c: str, count: int, rate_hz: float) -> None:
+    """Child process: wait for the subscriber, then publish `count` messages (rate 0 = flat out)."""
+    import rclpy
+
+    from mtl_split.msg import SharedFeatures
+
+    rclpy.init()
+    node = rclpy.create_node("bench_codec_publisher")
+    pub = node.create_publisher(SharedFeatures, TOPIC, _qos(100))
+    while pub.get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    time.sleep(0.5)
+    x = _tensor(size_kb)
+    period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+    next_t = time.perf_counter()
+    for i in range(count):
+        t0 = time.time_ns()  # before encode: latency includes the codec on both sides
+        msg = SharedFeatures()
+        msg.header.frame_id = str(i)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t0, 1_000_000_000)
+        codec.to_message(codec.encode(x, dtype, c), msg)
+        while True:  # reliable + flat out: a full history pushes back; wait, never drop
+            try:
+                pub.publish(msg)
+                break
+            except RuntimeError:  # rclpy's RCLError: "cannot publish data" after blocking
+                time.sleep(0.001)
+        if period:
+            next_t += period
+            time.sleep(max(0.0, next_t - time.perf_counter()))
+    end = time.monotonic() + 1.5  # let reliable delivery finish before leaving
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    rclpy.shutdown()
+
+
+def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeout: float) -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from mtl_split.msg import SharedFeatures
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("bench_codec_subscriber", context=ctx)
+    lat_ms: list[float] = []
+    wire: list[int] = []
+    first_last = [0.0, 0.0]
+
+    def on_msg(msg: SharedFeatures) -> None:
+        codec.decode(codec.from_message(msg))
+        now = time.time_ns()
+        sent = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        lat_ms.append((now - sent) / 1e6)
+        wire.append(len(msg.data))
+        first_last[0] = first_last[0] or time.perf_counter()
+        first_last[1] = time.perf_counter()
+
+    node.create_subscription(SharedFeatures, TOPIC, on_msg, _qos(100))
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    child = subprocess.Popen([sys.executable, "-m", "mtl_split_tools.bench_codec", "--publisher", str(size_kb), dtype, c,
+                              str(count), str(rate_hz)])
+    deadline = time.monotonic() + timeout
+    while len(lat_ms) < count and time.monotonic() < deadline and child.poll() is None:
+        executor.spin_once(timeout_sec=0.05)
+    if child.wait(timeout=30) != 0:
+        raise RuntimeError(f"bench publisher exited with {child.returncode}")
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+    span = first_last[1] - first_last[0]
+    lat = np.array(lat_ms) if lat_ms else np.array([np.nan])
+    return {
+        "received": len(lat_ms), "sent": count,
+        "wire_bytes": int(np.median(wire)) if wire else 0,
+        "latency_ms": {p: round(float(np.percentile(lat, q)), 3) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
+        "msgs_per_s": round((len(lat_ms) - 1) / span, 1) if span > 0 else None,
+    }
+
+
+def run(out: Path, latency_count: int = 300, throughput_count: int = 1000) -> dict:
+    from tqdm import tqdm
+
+    rows = []
+    for size_kb in tqdm(SIZES_KB, desc="bench codec", unit="size"):
+        for dtype, c in CASES:
+            paced = _receive(size_kb, dtype, c, latency_count, rate_hz=200.0, timeout=60)
+            flat = _receive(size_kb, dtype, c, throughput_count, rate_hz=0.0, timeout=60)
+            rows.append({"tensor_kb": size_kb, "dtype": dtype, "codec": c, "wire_bytes": paced["wire_bytes"],
+                         "latency_ms": paced["latency_ms"], "paced_received": paced["received"],
+                         "throughput_msgs_per_s": flat["msgs_per_s"],
+                         "throughput_received": flat["received"], "throughput_sent": flat["sent"]})
+    result = {"benchmark": "codec", "topic": TOPIC, "paced_rate_hz": 200.0, "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'tensor':>7} {'dtype':>8} {'codec':>5} {'wire B':>8} {'p50 ms':>7} {'p99 ms':>7} {'msg/s':>8}")
+    for r in rows:
+        print(f"{r['tensor_kb']:>5}KB {r['dtype']:>8} {r['codec']:>5} {r['wire_bytes']:>8} "
+              f"{r['latency_ms']['p50']:>7} {r['latency_ms']['p99']:>7} {r['throughput_msgs_per_s']!s:>8}")
+    print(f"wrote {out}")
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("reports/bench/codec.json"))
+    p.add_argument("--count", type=int, default=300, help="paced messages per case (latency)")
+    p.add_argument("--flat-count", type=int, default=1000, help="flat-out messages per case (throughput)")
+
+
+def main(args: argparse.Namespace) -> int:
+    run(args.out, args.count, args.flat_count)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--publisher"]:
+        s, d, c, n, r = sys.argv[2:7]
+        publisher(int(s), d, c, int(n), float(r))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        add_arguments(parser)
+        sys.exit(main(parser.parse_args()))
