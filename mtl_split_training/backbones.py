@@ -1,0 +1,111 @@
+"""timm backbones cut into feature stages, so any stage boundary can be the split point.
+
+We build the full timm model (pretrained=False) and cut it ourselves rather than use
+`features_only=True`: a features_only wrapper runs every stage in one forward and cannot be
+sliced into an edge part and a server part, and a full model also loads ordinary timm
+checkpoints. The stage ends are timm's own `feature_info` modules (the ones features_only
+would return), so `stages[:k]` is exactly what `features_only, out_indices=(k-1,)` computes;
+`stages[k:]` is the rest of the extractor, which the server runs.
+
+EfficientNet gets one more stage, `conv_head` (1x1 conv to 1280 + BN + act): the paper splits
+EfficientNet-B0 after it (1280x7x7 at 224 px), timm's last feature stage stops before it.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .errors import TrainingError
+
+SUPPORTED = ("mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0", "vgg16", "resnet18")
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str  # the timm module that ends this stage (the split point's name)
+    channels: int
+    reduction: int  # input size / output size
+
+
+def _atoms(model: nn.Module, ends: list[str]) -> list[tuple[str, nn.Module]]:
+    """The model's top-level modules in forward order, expanding containers that hold a stage end."""
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            full = prefix + name
+            if full not in ends and any(e.startswith(full + ".") for e in ends):
+                walk(child, full + ".")
+            else:
+                out.append((full, child))
+
+    walk(model, "")
+    last = max(i for i, (name, _) in enumerate(out) if name in ends)
+    return out[:last + 1]
+
+
+def build_stages(name: str, weights: str | Path | None = None) -> tuple[list[nn.Sequential], list[StageInfo]]:
+    """The feature extractor of timm model `name` as consecutive stages (random init or `weights`)."""
+    import timm
+    from timm.models.efficientnet import EfficientNet
+
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except RuntimeError as e:  # timm: "Unknown model"
+        raise TrainingError(f"unknown backbone {name!r} ({e}); tested: {', '.join(SUPPORTED)}") from e
+    if weights is not None:
+        load_weights(model, Path(weights))
+    infos = [StageInfo(f["module"], int(f["num_chs"]), int(f["reduction"])) for f in model.feature_info]
+    ends = [i.name for i in infos]
+    stages: list[nn.Sequential] = []
+    current: list[tuple[str, nn.Module]] = []
+    for atom_name, module in _atoms(model, ends):
+        current.append((atom_name.replace(".", "_"), module))
+        if atom_name in ends:
+            stages.append(nn.Sequential(OrderedDict(current)))
+            current = []
+    if isinstance(model, EfficientNet):
+        stages.append(nn.Sequential(OrderedDict(conv_head=model.conv_head, bn2=model.bn2)))
+        infos.append(StageInfo("conv_head", int(model.num_features), infos[-1].reduction))
+    return stages, infos
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a local timm state dict (safetensors, or a torch file via weights_only=True)."""
+    import torch
+
+    if not path.is_file():
+        raise TrainingError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError/RuntimeError for non-weights files
+            raise TrainingError(f"{path}: not a plain state dict loadable with weights_only=True ({e})") from e
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise TrainingError(f"{path}: expected a state dict (name -> tensor)")
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise TrainingError(f"{path}: no tensor matches the backbone's parameter names/shapes")
+    model.load_state_dict(usable, strict=False)
+
+
+def resolve_split(infos: list[StageInfo], split: int | str) -> int:
+    """Split point (stage index, negative from the end, or stage name) -> index of the last edge stage."""
+    names = [i.name for i in infos]
+    if isinstance(split, str) and not split.lstrip("-").isdigit():
+        if split not in names:
+            raise TrainingError(f"unknown split point {split!r}: use a stage index or one of {', '.join(names)}")
+        return names.index(split)
+    index = int(split)
+    if not -len(infos) <= index < len(infos):
+        raise TrainingError(f"split index {index} out of range for {len(infos)} stages ({', '.join(names)})")
+    return index % len(infos)

@@ -1,0 +1,83 @@
+"""Datasets by spec string: `shapes` (procedural, default), `h5:PATH` (DeepMind 3dshapes.h5),
+`csv:PATH` (labelled image folder with a CSV/TSV). See docs/training.md.
+
+`open_data(spec, options)` gives task specs and numpy splits; `iter_labelled_images` is the
+torch-free iterator for bag writing; `mtl_split_training.datasets.torch_dataset` wraps a
+split for training.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import TrainingError
+from .base import SPLITS, DataOptions, DataSource, LabelledImages, salt_and_pepper
+
+_Opener = Callable[[str, DataOptions], DataSource]
+
+
+def _openers() -> dict[str, _Opener]:
+    from .csv_images import open_csv
+    from .h5_shapes import open_h5
+    from .shapes import open_shapes
+
+    return {"shapes": open_shapes, "h5": open_h5, "csv": open_csv}
+
+
+class NoisyImages(LabelledImages):
+    """A split with fixed (seeded per index) salt-and-pepper noise: robustness evaluation."""
+
+    def __init__(self, inner: LabelledImages, amount: float, seed: int):
+        self.inner, self.amount, self.seed = inner, amount, seed
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def image(self, index: int) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, 0x5A17, index))
+        return salt_and_pepper(self.inner.image(index), self.amount, rng)
+
+    def labels(self, index: int) -> dict[str, int]:
+        return self.inner.labels(index)
+
+
+def open_data(spec: str, options: DataOptions | None = None) -> DataSource:
+    """`shapes`, `h5:PATH` or `csv:PATH` -> DataSource (tasks + train/val/test splits)."""
+    options = options or DataOptions()
+    kind, _, _ = spec.partition(":")
+    openers = _openers()
+    if kind not in openers:
+        raise TrainingError(f"unknown dataset {spec!r}: use shapes, h5:PATH or csv:PATH")
+    if options.size < 16:
+        raise TrainingError(f"image size must be at least 16, got {options.size}")
+    source = openers[kind](spec, options)
+    if options.test_salt_pepper > 0:
+        noisy = {name: NoisyImages(split, options.test_salt_pepper, options.seed)
+                 for name, split in source.splits.items() if name != "train"}
+        source = replace(source, splits={**source.splits, **noisy})
+    return source
+
+
+def iter_labelled_images(
+    spec: str,
+    size: int,
+    split: str = "test",
+    tasks: tuple[str, ...] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, dict[str, int]]]:
+    """(uint8 RGB size x size x 3 image, {task: class index}) of one split, in order.
+
+    For bag writing and evaluation; the same samples a run with the same seed tests on
+    (shapes split sizes are the defaults of DataOptions).
+    """
+    source = open_data(spec, DataOptions(size=size, tasks=tasks, seed=seed))
+    images = source.split(split)
+    n = len(images) if limit is None else min(limit, len(images))
+    for i in range(n):
+        yield images.sample(i)
+
+
+__all__ = ["SPLITS", "DataOptions", "DataSource", "LabelledImages", "open_data", "iter_labelled_images"]

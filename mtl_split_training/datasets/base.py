@@ -1,0 +1,126 @@
+"""The dataset contract every source implements (numpy only, so bag writing needs no torch).
+
+A source turns a spec string into task specs and three splits; a split is an indexable set of
+(uint8 RGB HxWx3 image at the requested size, {task: class index}) samples.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtl_split_core.bundle import TaskSpec
+
+from ..errors import TrainingError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What every source understands; sources ignore what does not apply to them."""
+
+    size: int = 64
+    tasks: tuple[str, ...] | None = None  # None = every task the source has
+    seed: int = 0
+    # Sample counts per split for the procedural source (it has 480k combinations).
+    train_size: int = 6000
+    val_size: int = 1000
+    test_size: int = 1000
+    # Seeded split fractions for file sources without an explicit split column.
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # Out-of-distribution split: these floor/wall hue indices appear only in test.
+    ood_hues: tuple[int, ...] = ()
+    # Salt-and-pepper noise: fraction of pixels flipped to black/white.
+    salt_pepper: float = 0.0  # training images (augmentation, fresh every epoch)
+    test_salt_pepper: float = 0.0  # val/test images (robustness evaluation, fixed per index)
+
+
+class LabelledImages(ABC):
+    """One split: indexable (image, labels) samples, deterministic per index."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def image(self, index: int) -> np.ndarray:
+        """uint8 RGB image (size, size, 3)."""
+
+    @abstractmethod
+    def labels(self, index: int) -> dict[str, int]:
+        """Class index per task."""
+
+    def sample(self, index: int) -> tuple[np.ndarray, dict[str, int]]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.image(index), self.labels(index)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset opened from a spec string: its tasks and its three splits."""
+
+    spec: str
+    tasks: tuple[TaskSpec, ...]
+    splits: dict[str, LabelledImages]
+    options: DataOptions
+
+    def split(self, name: str) -> LabelledImages:
+        if name not in self.splits:
+            raise TrainingError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
+        return self.splits[name]
+
+
+def select_tasks(available: Sequence[TaskSpec], wanted: Sequence[str] | None, spec: str) -> tuple[TaskSpec, ...]:
+    """The wanted tasks in the wanted order, or all; a clear error for unknown names."""
+    if wanted is None:
+        return tuple(available)
+    by_name = {t.name: t for t in available}
+    unknown = [w for w in wanted if w not in by_name]
+    if unknown:
+        raise TrainingError(
+            f"{spec}: unknown task(s) {', '.join(unknown)}; this dataset has {', '.join(by_name)}"
+        )
+    if len(set(wanted)) != len(wanted) or not wanted:
+        raise TrainingError(f"{spec}: tasks must be a non-empty list without repeats, got {list(wanted)}")
+    return tuple(by_name[w] for w in wanted)
+
+
+def seeded_split_indices(n: int, options: DataOptions) -> dict[str, np.ndarray]:
+    """A seeded shuffle of range(n) cut into train/val/test by the option fractions."""
+    if not (0 <= options.val_fraction < 1 and 0 <= options.test_fraction < 1
+            and options.val_fraction + options.test_fraction < 1):
+        raise TrainingError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+    order = np.random.default_rng(options.seed).permutation(n)
+    n_val = int(round(n * options.val_fraction))
+    n_test = int(round(n * options.test_fraction))
+    return {
+        "test": np.sort(order[:n_test]),
+        "val": np.sort(order[n_test:n_test + n_val]),
+        "train": np.sort(order[n_test + n_val:]),
+    }
+
+
+def salt_and_pepper(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Flip `amount` of the pixels to black or white (the paper's noise augmentation)."""
+    if amount <= 0:
+        return image
+    h, w = image.shape[:2]
+    u = rng.random((h, w), dtype=np.float32)
+    out = image.copy()
+    out[u < amount / 2] = 0
+    out[(u >= amount / 2) & (u < amount)] = 255
+    return out
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size (area filter when shrinking): file sources' one geometry rule."""
+    import cv2
+
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    shrink = image.shape[0] > size or image.shape[1] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

@@ -1,0 +1,100 @@
+"""A labelled image folder (`--data csv:PATH`): a CSV/TSV with an image column and one column
+per task, image paths relative to the file. How MEDIC and FACES map onto it: docs/training.md.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from mtl_split_core.bundle import TaskSpec
+
+from ..errors import TrainingError
+from .base import SPLITS, DataOptions, DataSource, LabelledImages, resize_square, seeded_split_indices
+
+IMAGE_COLUMN = "image"
+SPLIT_COLUMN = "split"
+_SPLIT_ALIASES = {"train": "train", "val": "val", "dev": "val", "validation": "val", "test": "test"}
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainingError(f"{path}: cannot read ({e})") from e
+    try:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",\t;")
+    except csv.Error:
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
+    if not rows:
+        raise TrainingError(f"{path}: no data rows")
+    return rows
+
+
+def _class_names(values: list[str]) -> tuple[str, ...]:
+    """Sorted distinct labels: numerically when all are integers, else as text."""
+    distinct = set(values)
+    if all(v.lstrip("-").isdigit() for v in distinct):
+        return tuple(sorted(distinct, key=int))
+    return tuple(sorted(distinct))
+
+
+class CsvSplit(LabelledImages):
+    def __init__(self, paths: list[Path], labels: np.ndarray, tasks: tuple[TaskSpec, ...], size: int):
+        self.paths, self.label_rows, self.tasks, self.size = paths, labels, tasks, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int) -> np.ndarray:
+        import cv2
+
+        path = self.paths[index]
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise TrainingError(f"{path}: not a readable image (corrupt or unsupported format)")
+        return resize_square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
+
+    def labels(self, index: int) -> dict[str, int]:
+        return {t.name: int(v) for t, v in zip(self.tasks, self.label_rows[index])}
+
+
+def open_csv(spec: str, options: DataOptions) -> DataSource:
+    path = Path(spec.partition(":")[2]).expanduser()
+    if not path.is_file():
+        raise TrainingError(f"{spec}: no such file {path}")
+    rows = _read_rows(path)
+    columns = list(rows[0].keys())
+    if IMAGE_COLUMN not in columns:
+        raise TrainingError(f"{path}: no {IMAGE_COLUMN!r} column (columns: {', '.join(columns)})")
+    task_columns = [c for c in columns if c not in (IMAGE_COLUMN, SPLIT_COLUMN)]
+    if options.tasks is not None:
+        missing = [t for t in options.tasks if t not in task_columns]
+        if missing:
+            raise TrainingError(f"{path}: no column for task(s) {', '.join(missing)} (columns: {', '.join(columns)})")
+        task_columns = list(options.tasks)
+    if not task_columns:
+        raise TrainingError(f"{path}: no task columns besides {IMAGE_COLUMN!r}/{SPLIT_COLUMN!r}")
+    for n, row in enumerate(rows, start=2):
+        empty = [c for c in [IMAGE_COLUMN, *task_columns] if not (row.get(c) or "").strip()]
+        if empty:
+            raise TrainingError(f"{path}:{n}: empty {', '.join(empty)}")
+    tasks = tuple(TaskSpec(c, _class_names([r[c].strip() for r in rows])) for c in task_columns)
+    labels = np.array([[t.classes.index(r[t.name].strip()) for t in tasks] for r in rows], dtype=np.int64)
+    images = [(path.parent / r[IMAGE_COLUMN].strip()) for r in rows]
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise TrainingError(f"{path}: {len(missing)} image file(s) missing, e.g. {missing[0]}")
+    if SPLIT_COLUMN in columns:
+        named = [_SPLIT_ALIASES.get((r[SPLIT_COLUMN] or "").strip().lower()) for r in rows]
+        bad = next((i for i, s in enumerate(named) if s is None), None)
+        if bad is not None:
+            raise TrainingError(f"{path}:{bad + 2}: split {rows[bad][SPLIT_COLUMN]!r} is not one of {', '.join(SPLITS)}")
+        splits = {s: np.flatnonzero(np.array(named) == s) for s in SPLITS}
+    else:
+        splits = seeded_split_indices(len(rows), options)
+    return DataSource(spec, tasks, {
+        name: CsvSplit([images[i] for i in idx], labels[idx], tasks, options.size) for name, idx in splits.items()
+    }, options)

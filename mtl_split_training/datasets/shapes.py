@@ -1,0 +1,77 @@
+"""The procedural scenes dataset (`--data shapes`): every factor combination, split by seed.
+
+Index i of a split is a fixed factor combination (a seeded permutation of all 480k), so a
+split is reproducible and rendered on the fly. With ood_hues, combinations showing a held-out
+floor or wall hue go only to test (the paper's out-of-distribution split).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TrainingError
+from .base import DataOptions, DataSource, LabelledImages, select_tasks
+from .shapes_factors import FACTOR_NAMES, FACTOR_SIZES, FACTORS, NUM_COMBINATIONS
+from .shapes_render import renderer
+
+_HUE_FACTORS = (FACTOR_NAMES.index("floor_hue"), FACTOR_NAMES.index("wall_hue"))
+
+
+class ShapesSplit(LabelledImages):
+    def __init__(self, combinations: np.ndarray, task_columns: dict[str, int], size: int):
+        self.combinations = combinations  # (n, 6) factor class indices
+        self.task_columns = task_columns
+        self.renderer = renderer(size)
+
+    def __len__(self) -> int:
+        return len(self.combinations)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.renderer.render(self.combinations[index])
+
+    def labels(self, index: int) -> dict[str, int]:
+        row = self.combinations[index]
+        return {task: int(row[col]) for task, col in self.task_columns.items()}
+
+
+def _split_indices(options: DataOptions) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(options.seed).permutation(NUM_COMBINATIONS)
+    sizes = {"train": options.train_size, "val": options.val_size, "test": options.test_size}
+    if options.ood_hues:
+        bad = [h for h in options.ood_hues if not 0 <= h < FACTOR_SIZES[_HUE_FACTORS[0]]]
+        if bad:
+            raise TrainingError(f"ood_hues must be hue indices 0..9, got {bad}")
+        factors = np.stack(np.unravel_index(order, FACTOR_SIZES), axis=1)
+        held = np.isin(factors[:, _HUE_FACTORS], options.ood_hues).any(axis=1)
+        pools = {"train": order[~held], "val": order[~held], "test": order[held]}
+        offsets = {"train": 0, "val": options.train_size, "test": 0}
+    else:
+        pools = {name: order for name in sizes}
+        offsets = {"train": 0, "val": options.train_size, "test": options.train_size + options.val_size}
+    out = {}
+    for name, n in sizes.items():
+        chosen = pools[name][offsets[name]:offsets[name] + n]
+        if len(chosen) < n or n < 0:
+            raise TrainingError(
+                f"shapes: {name}_size={n} is more than the {len(pools[name]) - offsets[name]} "
+                "combinations left for that split; lower the split sizes"
+            )
+        out[name] = chosen
+    return out
+
+
+def open_shapes(spec: str, options: DataOptions) -> DataSource:
+    tasks = select_tasks([f.task() for f in FACTORS], options.tasks, spec)
+    if options.ood_hues:
+        hue_tasks = [t.name for t in tasks if t.name in ("floor_hue", "wall_hue")]
+        if hue_tasks:
+            raise TrainingError(
+                f"shapes: the OOD split holds out floor/wall hues, so {', '.join(hue_tasks)} "
+                "cannot be a task; drop ood_hues or those tasks"
+            )
+    columns = {t.name: FACTOR_NAMES.index(t.name) for t in tasks}
+    splits = {
+        name: ShapesSplit(np.stack(np.unravel_index(idx, FACTOR_SIZES), axis=1).astype(np.int16),
+                          columns, options.size)
+        for name, idx in _split_indices(options).items()
+    }
+    return DataSource(spec, tasks, splits, options)

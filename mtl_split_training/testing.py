@@ -1,0 +1,56 @@
+"""Test helpers for other parts of the project: a real (untrained) bundle in seconds."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from mtl_split_core.bundle import InputSpec, Manifest, TaskSpec
+
+from .datasets import DataOptions, open_data
+from .datasets.shapes_factors import FACTORS
+from .datasets.torch_dataset import normalize
+from .export import export_bundle
+from .models import ModelSpec, SplitModel
+
+_SHAPES_TASKS = {f.name: f.task() for f in FACTORS}
+
+
+def _task_specs(tasks: Sequence[str] | Mapping[str, Sequence[str]]) -> tuple[TaskSpec, ...]:
+    if isinstance(tasks, Mapping):
+        return tuple(TaskSpec(name, tuple(classes)) for name, classes in tasks.items())
+    unknown = [t for t in tasks if t not in _SHAPES_TASKS]
+    if unknown:
+        raise ValueError(f"unknown shapes task(s) {unknown}; pass a mapping name -> class names instead")
+    return tuple(_SHAPES_TASKS[t] for t in tasks)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: SplitModel, input_spec: InputSpec, seed: int = 0, batches: int = 4) -> None:
+    """Train-mode forwards on rendered scenes (no gradient step): running stats only."""
+    images = open_data("shapes", DataOptions(size=input_spec.width, seed=seed)).split("train")
+    model.train()
+    for b in range(batches):
+        model(torch.stack([normalize(images.image(b * 16 + i), input_spec) for i in range(16)]))
+    model.eval()
+
+
+def make_tiny_bundle(
+    out_dir: str | Path,
+    tasks: Sequence[str] | Mapping[str, Sequence[str]] = ("shape", "scale"),
+    size: int = 32,
+    backbone: str = "mobilenetv3_small_100",
+    bottleneck: int | None = None,
+    head: str = "paper",
+    split: int | str = -1,
+    seed: int = 0,
+) -> Manifest:
+    """Untrained bundle: procedural-scene task names, or {task: class names}. BatchNorm statistics
+    are set from a few rendered scenes, so features have realistic (order-one) magnitudes."""
+    torch.manual_seed(seed)
+    spec = ModelSpec(backbone=backbone, split=split, head=head, bottleneck=bottleneck, input_size=size)
+    model = SplitModel(spec, _task_specs(tasks))
+    calibrate_batchnorm(model, InputSpec(width=size, height=size), seed=seed)
+    return export_bundle(model, out_dir, input_spec=InputSpec(width=size, height=size),
+                         extra={"mode": "untrained", "seed": seed})
