@@ -1,0 +1,111 @@
+"""Which nodes a launch starts, with which parameters: shared by the ROS launch files
+(launch/*.launch.py, via launch_ros) and the `mtl-split launch` runner (plain processes).
+
+No rclpy and no launch_ros here: both front ends turn the same PlannedNode list into their
+own kind of process, so `ros2 launch` on a robot and `mtl-split launch` on a machine without
+a ROS install start exactly the same thing.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtl_split_core import topics
+
+from .params import NODES, NodeSpec
+
+LAUNCHES = ("pipeline", "edge", "server")
+# Parameters the YAML files in config/ carry (the rest are per-deployment launch arguments).
+_NOT_IN_CONFIG = {"bundle"}
+
+
+@dataclass(frozen=True)
+class LaunchArgs:
+    """The launch arguments every front end accepts."""
+
+    bundle: str
+    camera_topic: str = topics.DEFAULT_IMAGE_TOPIC
+    namespace: str = ""
+    backend: str = "auto"
+    params_file: str = ""  # extra YAML applied after config/<node>.yaml
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node key -> {param: value}
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    key: str  # "edge" | "server"
+    spec: NodeSpec
+    namespace: str
+    params_files: tuple[str, ...]
+    parameters: dict[str, Any]
+
+    def ros_args(self) -> list[str]:
+        args = ["--ros-args", "-r", f"__node:={self.spec.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:={self.namespace}"]
+        for f in self.params_files:
+            args += ["--params-file", f]
+        for name, value in self.parameters.items():
+            args += ["-p", f"{name}:={_yaml_value(value)}"]
+        return args
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """The process the runner starts: the node's module under this Python."""
+        return [python, "-m", self.spec.module, *self.ros_args()]
+
+
+def _yaml_value(value: Any) -> str:
+    """A -p value as rcl parses it (YAML flow style: true, 3, [a, b], plain strings)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def config_dir() -> Path:
+    """config/ of the source tree, else share/mtl_split/config of a ROS install."""
+    source = Path(__file__).resolve().parent.parent / "config"
+    if source.is_dir():
+        return source
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("mtl_split")) / "config"
+
+
+def config_yaml(key: str) -> str:
+    """config/<key>.yaml generated from params.py: every tunable parameter at its default."""
+    spec = NODES[key]
+    # An empty list has no type rcl can infer from YAML: leave those at the node's default.
+    params = {p.name: p.default for p in spec.params if p.name not in _NOT_IN_CONFIG and p.default != []}
+    header = (f"# {spec.name}: {spec.description}\n"
+              f"# Generated from mtl_split_ros/params.py (python -m mtl_split_ros.launch_plan); "
+              f"edit defaults there.\n# Copy this file, change what you need, pass it as params_file.\n")
+    return header + yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False)
+
+
+def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
+    """The nodes of one launch ("pipeline" = edge + server in one namespace)."""
+    if launch not in LAUNCHES:
+        raise ValueError(f"unknown launch {launch!r}: use one of {', '.join(LAUNCHES)}")
+    keys = ["edge", "server"] if launch == "pipeline" else [launch]
+    nodes = []
+    for key in keys:
+        files = [str(config_dir() / f"{key}.yaml")] + ([args.params_file] if args.params_file else [])
+        parameters: dict[str, Any] = {"bundle": args.bundle, "backend": args.backend}
+        if key == "edge":
+            parameters["image_topics"] = [args.camera_topic]
+        parameters.update(args.overrides.get(key, {}))
+        unknown = set(parameters) - set(NODES[key].names)
+        if unknown:
+            raise ValueError(f"{NODES[key].name} has no parameter(s) {', '.join(sorted(unknown))}")
+        nodes.append(PlannedNode(key, NODES[key], args.namespace, tuple(files), parameters))
+    return nodes
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else config_dir()
+    for key in NODES:
+        (out / f"{key}.yaml").write_text(config_yaml(key))
+        print(f"wrote {out / f'{key}.yaml'}")

@@ -1,0 +1,136 @@
+"""Camera bags with ground truth: written from any dataset, read back for replay.
+
+A bag holds the camera images (sensor_msgs/Image rgb8, or sensor_msgs/CompressedImage JPEG
+on `<camera>/compressed`) and, on topics.GROUND_TRUTH, one std_msgs/String per frame whose
+JSON carries the frame's stamp and its labels. Plain std_msgs/String keeps the bag readable
+by any ROS tool without our message definitions. rosbags writes real rosbag2 (mcap or
+sqlite3) that `ros2 bag info/play` reads.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2 import StoragePlugin
+from rosbags.typesys import Stores, get_typestore
+
+from mtl_split_core import topics
+from mtl_split_core.errors import MtlSplitError
+
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+STRING = "std_msgs/msg/String"
+JPEG_QUALITY = 90
+
+
+class BagError(MtlSplitError):
+    """A bag that cannot be written or read as a camera + ground-truth bag."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera message of a bag: raw CDR bytes to republish as is, plus its labels."""
+
+    stamp_ns: int
+    frame_id: str
+    topic: str
+    msgtype: str
+    rawdata: bytes
+    labels: dict[str, int]
+
+
+def _stamp(ns: int):
+    sec, nsec = divmod(ns, 1_000_000_000)
+    return TYPESTORE.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
+
+
+def _header(ns: int, frame_id: str):
+    return TYPESTORE.types["std_msgs/msg/Header"](stamp=_stamp(ns), frame_id=frame_id)
+
+
+def image_message(rgb: np.ndarray, ns: int, frame_id: str, compressed: bool):
+    """A rosbags sensor_msgs Image (rgb8) or CompressedImage (JPEG) of an RGB frame."""
+    header = _header(ns, frame_id)
+    if compressed:
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise BagError("JPEG encoding failed")
+        return TYPESTORE.types[COMPRESSED](header=header, format="rgb8; jpeg compressed bgr8", data=jpg.reshape(-1))
+    h, w, _ = rgb.shape
+    return TYPESTORE.types[IMAGE](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
+                                  step=w * 3, data=np.ascontiguousarray(rgb).reshape(-1))
+
+
+def write_bag(
+    out: Path,
+    frames: Iterator[tuple[np.ndarray, dict[str, int]]],
+    classes: dict[str, list[str]],
+    rate_hz: float,
+    compressed: bool = False,
+    storage: str = "mcap",
+    camera_topic: str = topics.DEFAULT_IMAGE_TOPIC,
+    frame_id: str = "camera",
+    start_ns: int | None = None,
+) -> int:
+    """Write frames at rate_hz into a new rosbag2 at `out`; returns the frame count."""
+    out = Path(out)
+    if out.exists():
+        raise BagError(f"{out} exists; remove it or choose another --out")
+    if rate_hz <= 0:
+        raise BagError(f"rate must be > 0 Hz, got {rate_hz}")
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise BagError(f"unknown storage {storage!r}: use mcap or sqlite3")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start_ns = start_ns if start_ns is not None else time.time_ns()
+    period_ns = int(1e9 / rate_hz)
+    image_topic = camera_topic + "/compressed" if compressed else camera_topic
+    image_type = COMPRESSED if compressed else IMAGE
+    count = 0
+    with Writer(out, version=9, storage_plugin=plugins[storage]) as writer:
+        cam = writer.add_connection(image_topic, image_type, typestore=TYPESTORE)
+        gt = writer.add_connection(topics.GROUND_TRUTH, STRING, typestore=TYPESTORE)
+        for i, (rgb, labels) in enumerate(frames):
+            ns = start_ns + i * period_ns
+            msg = image_message(rgb, ns, frame_id, compressed)
+            writer.write(cam, ns, TYPESTORE.serialize_cdr(msg, image_type))
+            truth = {"stamp_ns": ns, "frame_id": frame_id, "labels": labels,
+                     "names": {t: classes[t][c] for t, c in labels.items()}}
+            gt_msg = TYPESTORE.types[STRING](data=json.dumps(truth))
+            writer.write(gt, ns, TYPESTORE.serialize_cdr(gt_msg, STRING))
+            count += 1
+    return count
+
+
+def read_frames(bag: Path) -> list[Frame]:
+    """Every camera frame of a bag written by write_bag, in time order, with its labels."""
+    bag = Path(bag)
+    if not bag.exists():
+        raise BagError(f"no bag at {bag}; make one with `mtl-split make-bag`")
+    truth: dict[int, dict[str, int]] = {}
+    camera: list[tuple[int, str, str, str, bytes]] = []
+    with Reader(bag) as reader:
+        for conn, _, raw in reader.messages():
+            if conn.topic == topics.GROUND_TRUTH:
+                entry = json.loads(TYPESTORE.deserialize_cdr(raw, STRING).data)
+                truth[int(entry["stamp_ns"])] = {t: int(c) for t, c in entry["labels"].items()}
+            elif conn.msgtype in (IMAGE, COMPRESSED):
+                msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+                ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                camera.append((ns, msg.header.frame_id, conn.topic, conn.msgtype, raw))
+    if not camera:
+        raise BagError(f"{bag} has no sensor_msgs Image or CompressedImage messages")
+    camera.sort(key=lambda c: c[0])
+    return [Frame(ns, fid, topic, mt, raw, truth.get(ns, {})) for ns, fid, topic, mt, raw in camera]
+
+
+def decode_frame(frame: Frame):
+    """The rosbags message of a frame (for offline evaluation)."""
+    return TYPESTORE.deserialize_cdr(frame.rawdata, frame.msgtype)

@@ -1,0 +1,76 @@
+"""`mtl-split launch pipeline|edge|server`: the launch files' nodes as plain processes, for
+machines without launch_ros (PyPI ROS). Ctrl-C stops every node cleanly."""
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+
+import yaml
+
+from mtl_split_core import topics
+from mtl_split_core.errors import MtlSplitError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mtl_split_ros.launch_plan import LAUNCHES
+
+    p = sub.add_parser("launch", help="start edge and/or server nodes (no launch_ros needed)",
+                       description=__doc__)
+    p.add_argument("launch", choices=LAUNCHES)
+    p.add_argument("--bundle", required=True, help="model bundle directory from `mtl-split export`")
+    p.add_argument("--camera-topic", default=topics.DEFAULT_IMAGE_TOPIC)
+    p.add_argument("--namespace", default="", help="e.g. /robot_a")
+    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"))
+    p.add_argument("--params-file", default="", help="YAML applied after config/<node>.yaml")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                   help="override a parameter, e.g. -p edge.dtype=int8 -p server.max_batch=4")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """['edge.dtype=int8'] -> {'edge': {'dtype': 'int8'}} (values parsed as YAML)."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not sep or not dot or node not in ("edge", "server"):
+            raise MtlSplitError(f"bad -p {item!r}: use edge.NAME=VALUE or server.NAME=VALUE")
+        out.setdefault(node, {})[name] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtl_split_ros.launch_plan import LaunchArgs, plan
+
+    from .processes import NodeProcesses
+
+    bundle = Path(args.bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise MtlSplitError(f"{bundle} is not a model bundle (no manifest.json); make one with `mtl-split export`")
+    try:
+        nodes = plan(args.launch, LaunchArgs(bundle=str(bundle.resolve()), camera_topic=args.camera_topic,
+                                             namespace=args.namespace, backend=args.backend,
+                                             params_file=args.params_file,
+                                             overrides=parse_overrides(args.param)))
+    except ValueError as e:
+        raise MtlSplitError(str(e)) from e
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    procs = NodeProcesses(nodes).start()
+    print(f"mtl-split launch {args.launch}: started {', '.join(procs.procs)}; Ctrl-C stops", flush=True)
+    while not stopping and not procs.dead():
+        time.sleep(0.2)
+    dead = procs.dead()
+    codes = procs.stop()
+    if dead and not stopping:
+        print(f"mtl-split launch: {', '.join(f'{k} exited with {c}' for k, c in dead.items())}; stopped the rest")
+        return 1
+    return 0 if all(c in (0, -signal.SIGINT) for c in codes.values()) else 1
