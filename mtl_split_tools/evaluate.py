@@ -1,0 +1,163 @@
+"""Bag -> pipeline -> report: accuracy against ground truth, latency, bytes, FPS.
+
+Live mode replays the bag into real edge and server nodes (started here, or already
+running with --attach). Offline mode runs the same bundle on the same frames in this
+process through mtl_split_core.runtime, which the nodes use too: with no drops, live and
+offline must agree frame for frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mtl_split_core.bundle import Manifest, load_manifest
+
+from . import metrics, report
+from .bags import COMPRESSED, Frame, decode_frame, read_frames
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    bundle: Path
+    bag: Path
+    out: Path
+    rate: float | None = 1.0  # real-time factor; None = as fast as the pipeline takes it
+    compressed: bool = False  # replay raw frames as JPEG CompressedImage
+    attach: bool = False  # use a running pipeline instead of starting one
+    offline: bool = False
+    namespace: str = ""
+    edge_params: dict[str, Any] | None = None  # extra edge parameters (dtype, codec, ...)
+    limit: int | None = None
+
+
+def _frames_rgb(frames: list[Frame]) -> list[np.ndarray]:
+    from mtl_split_core.imaging import to_array
+
+    return [to_array(decode_frame(f), "rgb8") for f in frames]
+
+
+def _image_sizes(rgb: list[np.ndarray]) -> dict[str, int]:
+    """Median bytes/frame of the camera image itself, raw and as JPEG: the paper's baseline."""
+    def med(fn) -> int:
+        return int(np.median([fn(im) for im in rgb]))
+
+    jpeg = lambda q: lambda im: len(cv2.imencode(".jpg", cv2.cvtColor(im, cv2.COLOR_RGB2BGR),
+                                                 [cv2.IMWRITE_JPEG_QUALITY, q])[1])
+    return {"raw_image": med(lambda im: im.nbytes), "jpeg90_image": med(jpeg(90)), "jpeg75_image": med(jpeg(75))}
+
+
+def _task_report(manifest: Manifest, frames: list[Frame], predicted: dict[int, dict[str, int]]) -> dict:
+    out = {}
+    for task in manifest.tasks:
+        pairs = [(f.labels[task.name], predicted[f.stamp_ns][task.name]) for f in frames
+                 if f.stamp_ns in predicted and task.name in f.labels]
+        if not pairs:
+            continue
+        truth, pred = zip(*pairs)
+        out[task.name] = metrics.task_metrics(truth, pred, task.classes)
+    return out
+
+
+def _check_labels(manifest: Manifest, frames: list[Frame]) -> None:
+    from mtl_split_core.errors import MtlSplitError
+
+    labelled = set().union(*(f.labels for f in frames))
+    if not labelled & set(manifest.task_names):
+        raise MtlSplitError(f"the bag labels {sorted(labelled) or 'nothing'}, the bundle predicts "
+                            f"{manifest.task_names}: make the bag with --tasks matching the bundle")
+
+
+def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
+    from mtl_split_core.runtime import EdgeModel, ServerModel
+
+    edge_kw = dict(opts.edge_params or {})
+    edge = EdgeModel(opts.bundle, dtype=edge_kw.get("dtype") or None, codec_name=edge_kw.get("codec") or None,
+                     per_channel=bool(edge_kw.get("per_channel", False)))
+    server = ServerModel(opts.bundle)
+    rgb = _frames_rgb(frames)
+    start = time.perf_counter()
+    payload, lat, predicted = [], [], {}
+    for f, im in zip(frames, rgb):
+        t = time.perf_counter()
+        enc = edge([im])[0]
+        pred = server.predict(server.decode(enc)[None])[0]
+        lat.append((time.perf_counter() - t) * 1e3)
+        payload.append(len(enc.data))
+        predicted[f.stamp_ns] = {k: p.class_id for k, p in pred.items()}
+    elapsed = time.perf_counter() - start
+    extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": metrics.percentiles(lat)},
+             "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(rgb),
+             "frames": {"sent": len(frames), "received": len(frames), "dropped": 0}, "e2e": lat}
+    return extra, predicted
+
+
+def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
+    from tqdm import tqdm
+
+    from mtl_split_ros.launch_plan import LaunchArgs, plan
+
+    from .processes import NodeProcesses
+    from .replay import Replayer, recompress
+
+    if opts.compressed and frames[0].msgtype != COMPRESSED:
+        frames = [recompress(f) for f in frames]
+    image_topic = frames[0].topic
+    procs = None
+    if not opts.attach:
+        nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=image_topic,
+                                            namespace=opts.namespace,
+                                            overrides={"edge": dict(opts.edge_params or {})}))
+        procs = NodeProcesses(nodes, log_dir=opts.out / "logs").start()
+    replayer = Replayer(opts.namespace, image_topic, frames[0].msgtype)
+    try:
+        replayer.wait_ready(frames[0])
+        with tqdm(total=len(frames), desc="replay", unit="frame") as bar:
+            replayer.replay(frames, opts.rate, progress=bar)
+        if procs is not None and procs.dead():
+            raise RuntimeError(f"pipeline node(s) died during replay: {procs.dead()}; see {opts.out / 'logs'}")
+    finally:
+        replayer.close()
+        if procs is not None:
+            procs.stop()
+    log = replayer.log
+    got = sorted(log.results)
+    e2e = [(log.received_at[ns] - log.sent_at[ns]) * 1e3 for ns in got]
+    res = [log.results[ns] for ns in got]
+    stage = lambda name: metrics.percentiles([getattr(r, name) for r in res])
+    span = (max(log.received_at.values()) - min(log.sent_at.values())) if got else 0.0
+    rgb = _frames_rgb(frames[: min(len(frames), 50)])
+    extra = {
+        "fps": round(len(got) / span, 2) if span > 0 else None,
+        "latency_ms": {"end_to_end": metrics.percentiles(e2e), "edge_compute": stage("edge_compute_ms"),
+                       "transport": stage("transport_ms"), "server_queue": stage("queue_ms"),
+                       "server_compute": stage("server_compute_ms")},
+        "bytes_per_frame": {"features_message": int(np.median(log.feature_bytes)) if log.feature_bytes else None,
+                            "features_payload": int(np.median(log.payload_bytes)) if log.payload_bytes else None}
+                           | _image_sizes(rgb),
+        "frames": {"sent": len(frames), "received": len(got), "dropped": len(frames) - len(got)},
+        "e2e": e2e,
+    }
+    predicted = {ns: {p.task: p.class_id for p in log.results[ns].predictions} for ns in got}
+    return extra, predicted
+
+
+def evaluate(opts: EvalOptions) -> dict:
+    manifest = load_manifest(opts.bundle)
+    frames = read_frames(opts.bag)[: opts.limit]
+    _check_labels(manifest, frames)
+    mode = "offline" if opts.offline else "live"
+    extra, predicted = (run_offline if opts.offline else run_live)(opts, manifest, frames)
+    e2e = extra.pop("e2e")
+    result = {
+        "mode": mode, "bag": str(opts.bag), "bundle": str(opts.bundle), "model_id": manifest.model_id,
+        "rate": "max" if opts.rate is None else opts.rate, "edge_params": opts.edge_params or {},
+        "tasks": _task_report(manifest, frames, predicted), **extra,
+        "predictions": {str(ns): p for ns, p in predicted.items()}, "machine": report.machine(),
+    }
+    report.write(opts.out, result, e2e)
+    return result

@@ -1,0 +1,151 @@
+"""Replay a bag's camera frames into a running pipeline and collect what comes back.
+
+The replay node publishes the recorded messages byte for byte (original header, so results
+match ground truth by stamp), listens to the pipeline's results and features, and records
+when each frame went out and when its results came back (one clock: same machine).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mtl_split_core import topics
+
+from .bags import COMPRESSED, Frame, image_message
+
+# A frame with no result after this long is counted as dropped.
+RESULT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class ReplayLog:
+    sent_at: dict[int, float] = field(default_factory=dict)  # stamp_ns -> perf_counter
+    results: dict[int, object] = field(default_factory=dict)  # stamp_ns -> MultiTaskResult
+    received_at: dict[int, float] = field(default_factory=dict)
+    feature_bytes: list[int] = field(default_factory=list)  # serialized SharedFeatures sizes
+    payload_bytes: list[int] = field(default_factory=list)  # their data fields
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class Replayer:
+    """An rclpy node in its own context: publish frames, gather results."""
+
+    def __init__(self, namespace: str, image_topic: str, image_type: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures
+
+        self._rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        ns = namespace.rstrip("/")
+        self.node = rclpy.create_node("mtl_split_replay", context=self.ctx)
+        self.log = ReplayLog()
+        self.info = None
+        self.image_topic = image_topic
+        msg_type = CompressedImage if image_type == COMPRESSED else Image
+        # Reliable depth 1 matches both best-effort and reliable camera subscriptions.
+        self.pub = self.node.create_publisher(msg_type, image_topic,
+                                              QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(MultiTaskResult, f"{ns}/{topics.RESULTS}", self._on_result, reliable)
+
+        def on_features(raw: bytes) -> None:
+            self.log.feature_bytes.append(len(raw))
+            self.log.payload_bytes.append(len(deserialize_message(raw, SharedFeatures).data))
+
+        # Best effort: a passive observer must not slow the edge's reliable publisher.
+        self.node.create_subscription(SharedFeatures, f"{ns}/{topics.FEATURES}", on_features,
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(BackboneInfo, f"{ns}/{topics.BACKBONE_INFO}",
+                                      lambda m: setattr(self, "info", m), latched)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+
+    def _on_result(self, msg) -> None:
+        ns = _ns(msg.header.stamp)
+        if ns in self.log.sent_at and ns not in self.log.results:
+            self.log.received_at[ns] = time.perf_counter()
+            self.log.results[ns] = msg
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while True:
+            left = end - time.perf_counter()
+            if left <= 0:
+                return
+            self.executor.spin_once(timeout_sec=min(left, 0.005))
+
+    def wait_ready(self, warmup: Frame, timeout: float = 60.0) -> None:
+        """Until the edge listens, the server answers, and one warm-up frame went through
+        (loads, first inferences and DDS discovery are not part of the measurement)."""
+        from rclpy.serialization import deserialize_message
+
+        msg = deserialize_message(warmup.rawdata, self.pub.msg_type)
+        deadline = time.perf_counter() + timeout
+        k = 0
+        while time.perf_counter() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                k += 1
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 1, k  # never a bag stamp
+                self.log.sent_at[1_000_000_000 + k] = time.perf_counter()
+                self.pub.publish(msg)
+            self.spin_for(0.25)
+            if any(ns < 2_000_000_000 for ns in self.log.results):
+                self.log = ReplayLog()  # forget the warm-up
+                return
+        raise TimeoutError(
+            f"no results within {timeout:.0f} s of publishing on {self.image_topic}: is the pipeline "
+            "running with the same ROS_DOMAIN_ID, and does the edge subscribe to this topic?")
+
+    def replay(self, frames: list[Frame], rate: float | None, window: int = 2, progress=None) -> None:
+        """rate: real-time factor (1.0 = recorded timing); None = as fast as the pipeline
+        takes it (at most `window` frames in flight)."""
+        start_wall = time.perf_counter()
+        t0 = frames[0].stamp_ns
+        for f in frames:
+            if rate is not None:
+                self.spin_for(start_wall + (f.stamp_ns - t0) / 1e9 / rate - time.perf_counter())
+            else:
+                waited = time.perf_counter()
+                while self._in_flight() >= window and time.perf_counter() - waited < RESULT_TIMEOUT_S:
+                    self.executor.spin_once(timeout_sec=0.002)
+            self.log.sent_at[f.stamp_ns] = time.perf_counter()
+            self.pub.publish(f.rawdata)
+            self.executor.spin_once(timeout_sec=0)
+            if progress is not None:
+                progress.update(1)
+        end = time.perf_counter() + RESULT_TIMEOUT_S
+        while len(self.log.results) < len(frames) and time.perf_counter() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def _in_flight(self) -> int:
+        now = time.perf_counter()
+        return sum(1 for ns, t in self.log.sent_at.items()
+                   if ns not in self.log.results and now - t < RESULT_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.ctx)
+
+
+def recompress(frame: Frame) -> Frame:
+    """A raw bag frame as a JPEG CompressedImage frame (for --compressed on a raw bag)."""
+    from mtl_split_core.imaging import to_array
+
+    from .bags import TYPESTORE, decode_frame
+
+    rgb = to_array(decode_frame(frame), "rgb8")
+    msg = image_message(rgb, frame.stamp_ns, frame.frame_id, compressed=True)
+    return Frame(frame.stamp_ns, frame.frame_id, frame.topic + "/compressed", COMPRESSED,
+                 bytes(TYPESTORE.serialize_cdr(msg, COMPRESSED)), frame.labels)
