@@ -24,7 +24,8 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl-split", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mtl-split", description="mtl_split: multi-task perception split between robot (backbone) and server (heads).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
