@@ -1,0 +1,25 @@
+"""`mtl-split bench NAME`: benchmarks that print a table and save JSON (+ PNG) under
+reports/bench/. Each lives in its own module exposing `add_arguments(parser)` and
+`main(args) -> int`; add one by adding a line to BENCHMARKS."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> (module, one-line help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "codec": ("mtl_split_tools.bench_codec", "SharedFeatures encode/publish/receive/decode over loopback"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (JSON + plots under reports/bench/)", description=__doc__)
+    names = bench.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, (module, text) in BENCHMARKS.items():
+        p = names.add_parser(name, help=text)
+        p.set_defaults(func=_runner(module))
+        importlib.import_module(module).add_arguments(p)
+
+
+def _runner(module: str):
+    return lambda args: importlib.import_module(module).main(args)
