@@ -1,0 +1,138 @@
+"""The bundle's two halves as plain in-process objects, ROS-free.
+
+EdgeModel: camera frames -> backbone features -> encoded payloads.
+ServerModel: payloads (or SharedFeatures messages) -> decoded features -> task predictions.
+
+The edge and server nodes, offline evaluation and the benchmarks all call these, so a
+result computed live over ROS and one computed offline come from one code path.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codec
+from .backends import Backend, open_backend
+from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, Manifest, heads_output, load_manifest
+from .errors import BundleError, CodecError
+from .preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    task: str
+    class_id: int
+    class_name: str
+    score: float  # softmax probability of class_id
+    scores: np.ndarray  # float32 softmax probabilities of all classes
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
+
+
+class EdgeModel:
+    """The edge half. dtype/codec default to the bundle's FeatureSpec, including the fixed
+    quantization of a learned bottleneck."""
+
+    def __init__(self, bundle_dir: str | Path, backend: str = "auto", precision: str = "auto",
+                 threads: int = 0, max_batch: int = 1, dtype: str | None = None, codec_name: str | None = None,
+                 level: int = 3, per_channel: bool = False) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest: Manifest = load_manifest(self.bundle_dir)
+        self.max_batch = max_batch
+        spec = self.manifest.features
+        self.dtype = dtype or spec.dtype
+        self.codec = codec_name or spec.codec
+        self.level, self.per_channel = level, per_channel
+        # The bottleneck's learned scale belongs to the dtype it was trained for.
+        fixed = self.dtype == spec.dtype and spec.scale is not None
+        self._scale = spec.scale if fixed else None
+        self._zero_point = spec.zero_point if fixed else None
+        self.backend: Backend
+        self.backend, self.backend_reason = open_backend(self.bundle_dir, self.manifest, BACKBONE_FILE, backend,
+                                                         precision, max_batch, threads)
+        self.encode(np.zeros(spec.shape, np.float32))  # invalid dtype/codec/level fail here, not per frame
+
+    def features(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 frames in the manifest's channel order -> float32 (N, *feature shape)."""
+        x = preprocess(frames, self.manifest.input)
+        out = np.concatenate([self.backend.run({IMAGE_INPUT: x[s]}, [FEATURES_NAME])[0]
+                              for s in _chunks(len(x), self.max_batch)])
+        if out.shape[1:] != tuple(self.manifest.features.shape):
+            raise BundleError(f"backbone returned features of shape {out.shape[1:]}, the manifest says "
+                              f"{tuple(self.manifest.features.shape)}; re-export the bundle")
+        return out
+
+    def encode(self, feature: np.ndarray) -> codec.EncodedFeatures:
+        """One frame's features -> payload."""
+        return codec.encode(feature, self.dtype, self.codec, self.level, self.per_channel,
+                            self._scale, self._zero_point)
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[codec.EncodedFeatures]:
+        return [self.encode(f) for f in self.features(frames)]
+
+
+class ServerModel:
+    """The server half: checks and decodes payloads, runs only the heads asked for."""
+
+    def __init__(self, bundle_dir: str | Path, backend: str = "auto", precision: str = "auto",
+                 threads: int = 0, max_batch: int = 8, max_bytes: int = codec.DEFAULT_MAX_BYTES) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest: Manifest = load_manifest(self.bundle_dir)
+        self.max_batch, self.max_bytes = max_batch, max_bytes
+        self.backend: Backend
+        self.backend, self.backend_reason = open_backend(self.bundle_dir, self.manifest, HEADS_FILE, backend,
+                                                         precision, max_batch, threads, per_output=True)
+
+    def decode(self, enc: codec.EncodedFeatures) -> np.ndarray:
+        """Payload -> float32 features of this bundle's shape (CodecError otherwise)."""
+        x = codec.decode(enc, self.max_bytes)
+        if x.shape != tuple(self.manifest.features.shape):
+            raise CodecError(f"features of shape {list(x.shape)}, this bundle's heads take "
+                             f"{list(self.manifest.features.shape)}; edge and server run different models")
+        return x
+
+    def decode_message(self, msg: Any) -> np.ndarray:
+        """A received SharedFeatures -> features. BundleError for another model's features,
+        CodecError for a malformed or undecodable one."""
+        if msg.model_id != self.manifest.model_id:
+            raise BundleError(f"features come from model {msg.model_id!r}, this server runs "
+                              f"{self.manifest.model_id!r}; deploy the same bundle on edge and server")
+        return self.decode(codec.from_message(msg))
+
+    def predict(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> list[dict[str, Prediction]]:
+        """(N, *feature shape) -> per frame {task: Prediction} for `tasks` (default: all)."""
+        specs = [self.manifest.task(t) for t in tasks] if tasks is not None else list(self.manifest.tasks)
+        if not specs or not len(features):
+            return [{} for _ in range(len(features))]
+        names = [heads_output(t.name) for t in specs]
+        logits = [np.concatenate(parts) for parts in zip(*(
+            self.backend.run({FEATURES_NAME: features[s]}, names) for s in _chunks(len(features), self.max_batch)))]
+        probs = [softmax(np.asarray(l, np.float32)) for l in logits]
+        out = []
+        for i in range(len(features)):
+            frame = {}
+            for spec, p in zip(specs, probs):
+                k = int(np.argmax(p[i]))
+                frame[spec.name] = Prediction(spec.name, k, spec.classes[k], float(p[i, k]), p[i])
+            out.append(frame)
+        return out
+
+
+def run_offline(edge: EdgeModel, server: ServerModel, frames: Sequence[np.ndarray],
+                tasks: Sequence[str] | None = None) -> list[dict[str, Prediction]]:
+    """The whole pipeline in one process, one frame at a time like a one-camera edge:
+    the reference the live nodes are compared with."""
+    features = np.stack([server.decode(edge([f])[0]) for f in frames])
+    return server.predict(features, tasks)

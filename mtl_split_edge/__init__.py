@@ -1,0 +1,9 @@
+"""The edge node: camera images -> shared backbone -> SharedFeatures (see docs/nodes.md)."""
+from __future__ import annotations
+
+
+def main(args: list[str] | None = None) -> int:
+    from .node import EdgeNode  # rclpy only when the node really starts
+    from mtl_split_ros.node import run
+
+    return run(EdgeNode, args)

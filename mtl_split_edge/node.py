@@ -1,0 +1,192 @@
+"""Edge lifecycle node: configure loads the bundle and the backbone session, activate
+subscribes to the cameras, deactivate/cleanup release them. Numerics are EdgeModel's."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from mtl_split.msg import BackboneInfo, SharedFeatures
+from mtl_split_core import codec, topics
+from mtl_split_core.errors import ImageError, MtlSplitError
+from mtl_split_core.imaging import to_array
+from mtl_split_core.runtime import EdgeModel
+from mtl_split_ros import qos
+from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT
+from mtl_split_ros.node import ManagedNode, guarded
+from mtl_split_ros.params import EDGE
+
+COMPRESSED_SUFFIX = "/compressed"
+# Error kinds counted on /diagnostics as errors.<kind>.
+BAD_IMAGE = "bad_image"
+INFERENCE = "inference"
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, type]]:
+    """(topic, message type) per camera, following image_transport's naming convention."""
+    inputs = []
+    for topic in image_topics:
+        compressed = topic.endswith(COMPRESSED_SUFFIX)
+        if transport == "compressed" and not compressed:
+            topic, compressed = topic + COMPRESSED_SUFFIX, True
+        elif transport == "raw":
+            compressed = False
+        inputs.append((topic, CompressedImage if compressed else Image))
+    return inputs
+
+
+@dataclass
+class Frame:
+    header: Any
+    image: np.ndarray
+    convert_ms: float
+
+
+class EdgeNode(ManagedNode):
+    spec = EDGE
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._model: EdgeModel | None = None
+        self._inputs: list[tuple[str, type]] = []
+        self._subs: list[Any] = []
+        self._pending: dict[str, Frame] = {}  # camera topic -> newest unprocessed frame
+        self._features_pub: Any = None
+        self._info_pub: Any = None
+        self._batch_timer: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @guarded
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.params()
+        if not p["bundle"]:
+            raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
+        if not p["image_topics"]:
+            raise ValueError("parameter image_topics is empty; give at least one camera topic")
+        self._inputs = image_inputs(p["image_topics"], p["image_transport"])
+        batching = p["batch_cameras"] and len(self._inputs) > 1
+        self._model = EdgeModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
+                                max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
+                                codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
+        if batching:
+            self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
+        self._features_pub = self.create_publisher(
+            SharedFeatures, topics.FEATURES, qos.profile(p, "features"),
+            event_callbacks=qos.publisher_events(self.diag.error, topics.FEATURES, "features"))
+        self._info_pub = self.create_publisher(BackboneInfo, topics.BACKBONE_INFO, LATCHED)
+        m = self._model
+        for key, value in [("model_id", m.manifest.model_id), ("backbone", m.manifest.backbone),
+                           ("backend", m.backend.name), ("dtype", m.dtype), ("codec", m.codec)]:
+            self.diag.info(key, value)
+        self.get_logger().info(
+            f"configured: model {m.manifest.model_id} ({m.manifest.backbone}, split {m.manifest.split_point}), "
+            f"backend {m.backend_reason}; features {m.dtype}/{m.codec} on "
+            f"{self._features_pub.topic_name}")
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        profile = qos.profile(self.params(), "image")
+        for topic, msg_type in self._inputs:
+            self._subs.append(self.create_subscription(
+                msg_type, topic, lambda msg, t=topic: self._on_image(msg, t), profile,
+                event_callbacks=qos.subscription_events(self.diag.error, topic, "image",
+                                                        on_lost=lambda n: self.diag.count(DROPPED, n))))
+        self._info_pub.publish(self._backbone_info())
+        self.get_logger().info("active: cameras " + ", ".join(
+            f"{s.topic_name} ({t.__name__})" for s, (_, t) in zip(self._subs, self._inputs)))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs.clear()
+        self._pending.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for pub in (self._features_pub, self._info_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        if self._batch_timer is not None:
+            self.destroy_timer(self._batch_timer)
+        self._features_pub = self._info_pub = self._batch_timer = self._model = None
+
+    # --- frames ---------------------------------------------------------------------------
+
+    def _on_image(self, msg: Any, topic: str) -> None:
+        start = time.perf_counter()
+        self.diag.count(FRAMES_IN)
+        try:
+            image = to_array(msg, self._model.manifest.input.encoding)
+        except ImageError as e:
+            self.diag.error(topic, BAD_IMAGE, f"frame dropped: {e}")
+            self.diag.count(DROPPED)
+            return
+        frame = Frame(msg.header, image, (time.perf_counter() - start) * 1e3)
+        if self._batch_timer is None:
+            self._infer([frame])
+            return
+        if topic in self._pending:
+            self.diag.count(DROPPED)  # a newer frame of this camera replaces the waiting one
+        elif not self._pending:
+            self._batch_timer.reset()
+        self._pending[topic] = frame
+        if len(self._pending) == len(self._inputs):
+            self._flush()
+
+    def _flush(self) -> None:
+        self._batch_timer.cancel()
+        frames = list(self._pending.values())
+        self._pending.clear()
+        if frames:
+            self._infer(frames)
+
+    def _infer(self, frames: list[Frame]) -> None:
+        start = time.perf_counter()
+        try:
+            encoded = self._model([f.image for f in frames])
+        except MtlSplitError as e:
+            self.diag.error(self.get_name(), INFERENCE, f"{len(frames)} frame(s) dropped: {e}")
+            self.diag.count(DROPPED, len(frames))
+            return
+        batch_ms = (time.perf_counter() - start) * 1e3
+        for frame, enc in zip(frames, encoded):
+            msg = codec.to_message(enc, SharedFeatures())
+            msg.header = frame.header
+            msg.model_id = self._model.manifest.model_id
+            msg.edge_compute_ms = frame.convert_ms + batch_ms
+            msg.sent = self.get_clock().now().to_msg()
+            self._features_pub.publish(msg)
+            self.diag.count(FRAMES_OUT)
+            self.diag.count("bytes_out", enc.wire_bytes)
+            self.diag.observe("bytes_per_frame", enc.wire_bytes)
+            self.diag.observe("compute_ms", msg.edge_compute_ms)
+
+    def _backbone_info(self) -> BackboneInfo:
+        m = self._model
+        probe = codec.to_message(m.encode(np.zeros(m.manifest.features.shape, np.float32)), SharedFeatures())
+        info = BackboneInfo(
+            schema_version=SharedFeatures.SCHEMA_VERSION, model_id=m.manifest.model_id,
+            backbone=m.manifest.backbone, split_point=m.manifest.split_point, backend=m.backend.name,
+            input_width=m.manifest.input.width, input_height=m.manifest.input.height,
+            tasks=m.manifest.task_names, feature_shape=list(m.manifest.features.shape),
+            dtype=probe.dtype, codec=probe.codec, image_topics=[s.topic_name for s in self._subs])
+        info.header.stamp = self.get_clock().now().to_msg()
+        return info

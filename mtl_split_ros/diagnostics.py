@@ -1,0 +1,106 @@
+"""Rates, latencies, drops and errors of a node -> diagnostic_msgs/DiagnosticArray on
+/diagnostics, and error logging rate-limited per (source, kind) so one bad camera or robot
+cannot flood the log while every occurrence is still counted.
+
+Published keys (one DiagnosticStatus per node, named "mtl_split: <node>"):
+  <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...)
+  <counter>_hz         its rate over the last period
+  <sample>_ms_mean/_p50/_max   e.g. compute_ms over the last period
+  anything set with info() (model_id, backend, ...)
+"""
+from __future__ import annotations
+
+import socket
+import time
+from collections import defaultdict
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from mtl_split_core.topics import DIAGNOSTICS
+
+FRAMES_IN = "frames_in"
+FRAMES_OUT = "frames_out"
+DROPPED = "dropped"
+ERRORS = "errors"
+
+
+def error_key(kind: str) -> str:
+    return f"{ERRORS}.{kind}"
+
+
+class Diagnostics:
+    def __init__(self, node: Node, period_s: float = 1.0, log_interval_s: float = 10.0) -> None:
+        self._node = node
+        self._log_interval_s = log_interval_s
+        self._counts: dict[str, int] = defaultdict(int)
+        self._last_counts: dict[str, int] = {}
+        self._samples: dict[str, list[float]] = defaultdict(list)
+        self._info: dict[str, str] = {}
+        # (source, kind) -> (time of the last log line, occurrences not logged since)
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+        self._last_publish = time.monotonic()
+        self._name = f"mtl_split: {node.get_fully_qualified_name()}"
+        self._hardware_id = socket.gethostname()
+        self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
+        self._timer = node.create_timer(period_s, self.publish)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self._counts[key] += n
+
+    def observe(self, key: str, value: float) -> None:
+        self._samples[key].append(float(value))
+
+    def info(self, key: str, value: object) -> None:
+        self._info[key] = str(value)
+
+    def error(self, source: str, kind: str, text: str) -> None:
+        """Count an error; log it the first time per (source, kind), then at most once per
+        log interval with the number of repeats."""
+        self.count(ERRORS)
+        self.count(error_key(kind))
+        now = time.monotonic()
+        last, suppressed = self._logged.get((source, kind), (-float("inf"), 0))
+        if now - last < self._log_interval_s:
+            self._logged[(source, kind)] = (last, suppressed + 1)
+            return
+        self._logged[(source, kind)] = (now, 0)
+        repeats = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._node.get_logger().error(f"[{kind}] {source}: {text}{repeats}")
+
+    def values(self) -> dict[str, str]:
+        """The key/values of the status publish() would send now (resets period stats)."""
+        now = time.monotonic()
+        dt = max(now - self._last_publish, 1e-9)
+        self._last_publish = now
+        out = dict(self._info)
+        for key, total in sorted(self._counts.items()):
+            out[key] = str(total)
+            out[f"{key}_hz"] = f"{(total - self._last_counts.get(key, 0)) / dt:.2f}"
+        self._last_counts = dict(self._counts)
+        for key, samples in sorted(self._samples.items()):
+            if samples:
+                a = np.asarray(samples)
+                out[f"{key}_mean"] = f"{a.mean():.3f}"
+                out[f"{key}_p50"] = f"{np.median(a):.3f}"
+                out[f"{key}_max"] = f"{a.max():.3f}"
+        self._samples.clear()
+        return out
+
+    def publish(self) -> None:
+        new_errors = self._counts.get(ERRORS, 0) - self._last_counts.get(ERRORS, 0)
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if new_errors else DiagnosticStatus.OK,
+            name=self._name,
+            message=f"{new_errors} errors in the last period (see the node's log)" if new_errors else "ok",
+            hardware_id=self._hardware_id,
+            values=[KeyValue(key=k, value=v) for k, v in self.values().items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+
+    def destroy(self) -> None:
+        self._node.destroy_timer(self._timer)
+        self._node.destroy_publisher(self._pub)

@@ -1,0 +1,149 @@
+"""Every node parameter, described once: name, default, type, description.
+
+The nodes declare their parameters from these tables; launch files and the `mtl-split
+launch` runner read the same tables, so a default or a description lives in one place.
+Plain data on purpose: no rclpy import, so a launch file or a CLI can read it anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mtl_split_core.codec import DEFAULT_MAX_BYTES
+from mtl_split_core.topics import DEFAULT_IMAGE_TOPIC
+
+# ROS parameter types used here (rcl_interfaces/ParameterType names, lower case).
+PARAM_TYPES = ("bool", "integer", "double", "string", "string_array")
+RELIABILITY = ("reliable", "best_effort")
+DURABILITY = ("volatile", "transient_local")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    type: str  # one of PARAM_TYPES
+    description: str
+    choices: tuple[str, ...] = ()  # allowed values of a string parameter (empty: any)
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"parameter {self.name}: unknown type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: how to start it and what it accepts."""
+
+    name: str  # default node name
+    executable: str  # ros2 run mtl_split <executable>
+    module: str  # python -m <module>
+    description: str
+    params: tuple[Param, ...]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.name} has no parameter {name!r} (known: {', '.join(self.names)})")
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+def qos_params(group: str, what: str, reliability: str, depth: int,
+               durability: str | None = None) -> tuple[Param, ...]:
+    """The QoS parameters of one topic group: <group>_qos_reliability, _depth (, _durability)."""
+    params = (
+        Param(f"{group}_qos_reliability", reliability, "string",
+              f"QoS reliability of {what}. A best_effort subscriber or a reliable publisher "
+              "matches every peer; a reliable subscriber never hears a best_effort publisher.",
+              RELIABILITY),
+        Param(f"{group}_qos_depth", depth, "integer",
+              f"QoS history depth (keep last N) of {what}; 1 = always the newest message."),
+    )
+    if durability is not None:
+        params += (Param(f"{group}_qos_durability", durability, "string",
+                         f"QoS durability of {what}.", DURABILITY),)
+    return params
+
+
+COMMON = (
+    Param("bundle", "", "string",
+          "Model bundle directory (manifest.json + ONNX files from `mtl-split export`). Required."),
+    Param("autostart", True, "bool",
+          "Configure and activate on start-up (a plain node). false: wait for a lifecycle "
+          "manager to call configure/activate."),
+    Param("backend", "auto", "string",
+          "Inference backend. auto: native TensorRT when `tensorrt` imports and an engine built "
+          "for this GPU/TensorRT/precision is in the bundle, else ONNX Runtime (TensorRT, CUDA, "
+          "then CPU execution provider, whichever is available).",
+          ("auto", "tensorrt", "onnxruntime")),
+    Param("tensorrt_precision", "auto", "string",
+          "Precision of the TensorRT engine to load (auto: fp16, else fp32, else int8).",
+          ("auto", "fp32", "fp16", "int8")),
+    Param("threads", 0, "integer",
+          "ONNX Runtime intra-op threads (0: ONNX Runtime's default, one per core)."),
+    Param("diagnostics_period_s", 1.0, "double",
+          "Period of the DiagnosticArray on /diagnostics (rates, latency, drops, errors)."),
+)
+
+EDGE = NodeSpec(
+    name="mtl_split_edge",
+    executable="edge_node",
+    module="mtl_split_edge",
+    description="Camera images -> shared backbone -> SharedFeatures on mtl_split/features.",
+    params=COMMON + (
+        Param("image_topics", [DEFAULT_IMAGE_TOPIC], "string_array",
+              "Camera topics (remappable). A topic ending in /compressed is read as "
+              "sensor_msgs/CompressedImage when image_transport is auto."),
+        Param("image_transport", "auto", "string",
+              "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage on <topic>/compressed; "
+              "auto: compressed only for topics ending in /compressed.",
+              ("auto", "raw", "compressed")),
+        *qos_params("image", "the camera subscriptions", "best_effort", 1),
+        *qos_params("features", "the SharedFeatures publisher", "reliable", 1),
+        Param("dtype", "", "string",
+              "Wire dtype of the features (empty: the bundle's default).",
+              ("", "float32", "float16", "int8", "uint8")),
+        Param("codec", "", "string",
+              "Entropy codec of the features (empty: the bundle's default).",
+              ("", "none", "zstd", "lz4")),
+        Param("level", 3, "integer", "Compression level of zstd/lz4."),
+        Param("per_channel", False, "bool",
+              "int8/uint8: one scale per channel instead of per tensor (ignored when the "
+              "bundle's bottleneck fixes the scale)."),
+        Param("batch_cameras", True, "bool",
+              "With several cameras, run one inference on the newest frame of each camera."),
+        Param("max_wait_ms", 10.0, "double",
+              "batch_cameras: longest wait for the other cameras' frames before running."),
+    ),
+)
+
+SERVER = NodeSpec(
+    name="mtl_split_server",
+    executable="server_node",
+    module="mtl_split_server",
+    description="SharedFeatures from one or many robots -> task heads -> results beside each features topic.",
+    params=COMMON + (
+        Param("features_topics", [], "string_array",
+              "SharedFeatures topics to serve (relative names resolve in the node's namespace)."),
+        Param("discover", True, "bool",
+              "Also serve every topic ending in mtl_split/features of type "
+              "mtl_split/msg/SharedFeatures found in the ROS graph."),
+        Param("discovery_period_s", 1.0, "double", "How often discovery scans the ROS graph."),
+        *qos_params("features", "the SharedFeatures subscriptions", "reliable", 1),
+        *qos_params("results", "the result publishers", "reliable", 10),
+        Param("max_batch", 8, "integer", "Most frames (across robots) in one run of the heads."),
+        Param("max_wait_ms", 5.0, "double",
+              "Longest a frame waits for frames of other active robots to batch with."),
+        Param("max_feature_bytes", DEFAULT_MAX_BYTES, "integer",
+              "Refuse SharedFeatures whose decoded tensor would exceed this many bytes."),
+    ),
+)
+
+NODES: dict[str, NodeSpec] = {"edge": EDGE, "server": SERVER}

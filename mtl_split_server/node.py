@@ -1,0 +1,229 @@
+"""Server lifecycle node: SharedFeatures from one or many robots -> heads, batched across
+robots -> results beside each features topic. Numerics are ServerModel's."""
+from __future__ import annotations
+
+import array
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.time import Time
+
+from mtl_split.msg import MultiTaskResult, SharedFeatures, TaskPrediction, TaskResult
+from mtl_split_core import topics
+from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
+from mtl_split_core.runtime import Prediction, ServerModel
+from mtl_split_ros import qos
+from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT
+from mtl_split_ros.node import ManagedNode, guarded
+from mtl_split_ros.params import SERVER
+
+FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
+# Error kinds counted on /diagnostics as errors.<kind>.
+MODEL_MISMATCH = "model_mismatch"
+BAD_PAYLOAD = "bad_payload"
+INFERENCE = "inference"
+ACTIVE_WINDOW_S = 1.0  # a robot that sent a frame this recently is waited for when batching
+
+
+@dataclass
+class Source:
+    """One robot's features topic and the result publishers beside it."""
+
+    topic: str
+    sub: Any
+    results: Any
+    task_results: dict[str, Any]
+    last_frame: float = -float("inf")  # perf_counter of the last accepted frame
+
+    def wanted_tasks(self, all_tasks: list[str]) -> list[str]:
+        """Tasks someone listens to: all if the combined topic has subscribers."""
+        if self.results.get_subscription_count():
+            return all_tasks
+        return [t for t in all_tasks if self.task_results[t].get_subscription_count()]
+
+
+@dataclass
+class Item:
+    source: Source
+    msg: SharedFeatures
+    features: np.ndarray
+    ready: float  # perf_counter when decoded and queued
+    transport_ms: float
+    decode_ms: float
+
+
+def _ms_between(earlier: Any, later: Time) -> float:
+    return (later - Time.from_msg(earlier)).nanoseconds / 1e6
+
+
+def task_prediction(p: Prediction) -> TaskPrediction:
+    scores = array.array("f")
+    scores.frombytes(np.ascontiguousarray(p.scores, np.float32).tobytes())
+    return TaskPrediction(task=p.task, class_id=p.class_id, class_name=p.class_name, score=p.score, scores=scores)
+
+
+class ServerNode(ManagedNode):
+    spec = SERVER
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._model: ServerModel | None = None
+        self._sources: dict[str, Source] = {}
+        self._pending: list[Item] = []
+        self._batch_timer: Any = None
+        self._discovery_timer: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @guarded
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.params()
+        if not p["bundle"]:
+            raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
+        if not p["features_topics"] and not p["discover"]:
+            raise ValueError("nothing to serve: set features_topics or discover:=true")
+        if p["max_batch"] < 1:
+            raise ValueError(f"max_batch must be >= 1, got {p['max_batch']}")
+        self._model = ServerModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
+                                  p["max_batch"], p["max_feature_bytes"])
+        self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
+        m = self._model
+        for key, value in [("model_id", m.manifest.model_id), ("backend", m.backend.name)]:
+            self.diag.info(key, value)
+        self.get_logger().info(
+            f"configured: model {m.manifest.model_id}, tasks {', '.join(m.manifest.task_names)}, "
+            f"backend {m.backend_reason}")
+        return TransitionCallbackReturn.SUCCESS
+
+    @guarded
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for topic in self.get("features_topics"):
+            self._serve(self.resolve_topic_name(topic))
+        if self.get("discover"):
+            self._discover()
+            self._discovery_timer = self.create_timer(self.get("discovery_period_s"), self._discover)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._discovery_timer is not None:
+            self.destroy_timer(self._discovery_timer)
+            self._discovery_timer = None
+        self._pending.clear()
+        for s in self._sources.values():
+            self.destroy_subscription(s.sub)
+            for pub in (s.results, *s.task_results.values()):
+                self.destroy_publisher(pub)
+        self._sources.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._batch_timer is not None:
+            self.destroy_timer(self._batch_timer)
+        self._batch_timer = self._model = None
+
+    # --- sources --------------------------------------------------------------------------
+
+    def _discover(self) -> None:
+        """Serve every SharedFeatures topic named .../mtl_split/features in the graph."""
+        for name, types in self.get_topic_names_and_types():
+            if name.endswith("/" + topics.FEATURES) and FEATURES_TYPE in types and name not in self._sources:
+                self._serve(name)
+
+    def _serve(self, topic: str) -> None:
+        if topic in self._sources:
+            return
+        p = self.params()
+        results_qos = qos.profile(p, "results")
+        tasks = self._model.manifest.task_names
+        results_topic = topics.results_for(topic)
+        source = Source(
+            topic=topic, sub=None,
+            results=self.create_publisher(MultiTaskResult, results_topic, results_qos),
+            task_results={t: self.create_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
+                          for t in tasks})
+        source.sub = self.create_subscription(
+            SharedFeatures, topic, lambda msg: self._on_features(msg, source), qos.profile(p, "features"),
+            event_callbacks=qos.subscription_events(self.diag.error, topic, "features",
+                                                    on_lost=lambda n: self.diag.count(DROPPED, n)))
+        self._sources[topic] = source
+        self.diag.info("sources", len(self._sources))
+        self.get_logger().info(f"serving {topic} -> {results_topic}[/<task>]")
+
+    # --- frames ---------------------------------------------------------------------------
+
+    def _on_features(self, msg: SharedFeatures, source: Source) -> None:
+        transport_ms = _ms_between(msg.sent, self.get_clock().now())
+        self.diag.count(FRAMES_IN)
+        start = time.perf_counter()
+        try:
+            features = self._model.decode_message(msg)
+        except BundleError as e:
+            return self._drop(source, MODEL_MISMATCH, e)
+        except CodecError as e:
+            return self._drop(source, BAD_PAYLOAD, e)
+        now = time.perf_counter()
+        decode_ms = (now - start) * 1e3
+        source.last_frame = now
+        if any(item.source is source for item in self._pending):
+            self._flush()  # never batch two frames of one robot: the older would wait for nothing
+        self._pending.append(Item(source, msg, features, now, transport_ms, decode_ms))
+        self.diag.observe("transport_ms", transport_ms)
+        active = sum(1 for s in self._sources.values() if now - s.last_frame < ACTIVE_WINDOW_S)
+        if len(self._pending) >= min(active, self._model.max_batch):
+            self._flush()
+        elif len(self._pending) == 1:
+            self._batch_timer.reset()
+
+    def _drop(self, source: Source, kind: str, error: Exception) -> None:
+        self.diag.error(source.topic, kind, f"frame dropped: {error}")
+        self.diag.count(DROPPED)
+
+    def _flush(self) -> None:
+        self._batch_timer.cancel()
+        items, self._pending = self._pending, []
+        if not items:
+            return
+        all_tasks = self._model.manifest.task_names
+        wanted = {id(it.source): it.source.wanted_tasks(all_tasks) for it in items}
+        tasks = [t for t in all_tasks if any(t in w for w in wanted.values())]
+        if not tasks:
+            self.diag.count("unheard", len(items))  # nobody subscribes to any result of these frames
+            return
+        start = time.perf_counter()
+        try:
+            predictions = self._model.predict(np.stack([it.features for it in items]), tasks)
+        except MtlSplitError as e:
+            self.diag.error(self.get_name(), INFERENCE, f"{len(items)} frame(s) dropped: {e}")
+            self.diag.count(DROPPED, len(items))
+            return
+        heads_ms = (time.perf_counter() - start) * 1e3
+        for it, frame in zip(items, predictions):
+            self._publish(it, frame, wanted[id(it.source)], start, heads_ms, len(items))
+
+    def _publish(self, it: Item, frame: dict[str, Prediction], tasks: list[str], batch_start: float,
+                 heads_ms: float, batch_size: int) -> None:
+        header, model_id = it.msg.header, it.msg.model_id
+        preds = {t: task_prediction(frame[t]) for t in tasks}
+        for t, pub in it.source.task_results.items():
+            if t in preds and pub.get_subscription_count():
+                pub.publish(TaskResult(header=header, model_id=model_id, prediction=preds[t]))
+        if it.source.results.get_subscription_count():
+            queue_ms = (batch_start - it.ready) * 1e3
+            it.source.results.publish(MultiTaskResult(
+                header=header, model_id=model_id, predictions=[preds[t] for t in tasks],
+                edge_compute_ms=it.msg.edge_compute_ms, transport_ms=it.transport_ms,
+                queue_ms=queue_ms, server_compute_ms=it.decode_ms + heads_ms, batch_size=batch_size))
+        self.diag.count(FRAMES_OUT)
+        self.diag.observe("compute_ms", it.decode_ms + heads_ms)

@@ -1,0 +1,331 @@
+"""Edge and server nodes as real processes over DDS, driven from an rclpy node here.
+
+One pipeline for the module: a server that discovers robots, edge A (one raw camera,
+remapped) in /robot_a, edge B (a compressed camera and a raw one, batched) in /robot_b.
+Each test checks its own frames, so the order of the tests does not matter.
+"""
+from __future__ import annotations
+
+import array
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from mtl_split_core import codec
+from mtl_split_core.bundle import load_manifest
+from mtl_split_core.imaging import to_array
+from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
+
+pytestmark = pytest.mark.ros
+
+_stamps = itertools.count(1)
+
+
+def frames(n: int, seed: int) -> list[np.ndarray]:
+    """Varied RGB test images: smooth colour fields plus a random rectangle."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        base = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (40, 30), interpolation=cv2.INTER_CUBIC)
+        x, y = rng.integers(0, 25), rng.integers(0, 18)
+        base[y:y + 12, x:x + 15] = rng.integers(0, 256, 3)
+        out.append(base)
+    return out
+
+
+def image_msg(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8"):
+    from sensor_msgs.msg import Image
+
+    data = rgb[..., 1] if encoding == "mono8" else rgb
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
+                step=rgb.shape[1] * (1 if encoding == "mono8" else 3))
+    msg.data = np.ascontiguousarray(data).tobytes()
+    return stamp(msg, frame_id)
+
+
+def compressed_msg(rgb: np.ndarray, frame_id: str, fmt: str = "png"):
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=fmt)
+    msg.data = cv2.imencode("." + fmt, rgb[..., ::-1])[1].tobytes()
+    return stamp(msg, frame_id)
+
+
+def stamp(msg, frame_id: str):
+    """A unique stamp per message of this test session, so results are matched exactly."""
+    n = next(_stamps)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + n, n * 1000
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def key(header) -> tuple[int, int, str]:
+    return header.stamp.sec, header.stamp.nanosec, header.frame_id
+
+
+class Pipeline:
+    def __init__(self, ros, launcher, bundle):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from mtl_split.msg import MultiTaskResult, SharedFeatures
+
+        self.ros, self.bundle = ros, bundle
+        self.manifest = load_manifest(bundle)
+        self.server = launcher.start("mtl_split_server", {"bundle": str(bundle), "discovery_period_s": 0.5,
+                                                          "diagnostics_period_s": 0.5})
+        self.edge_a = launcher.start("mtl_split_edge", {"bundle": str(bundle), "diagnostics_period_s": 0.5},
+                                     namespace="/robot_a", remaps={"/camera/image_raw": "/robot_a/camera/image_raw"})
+        self.edge_b = launcher.start("mtl_split_edge", {
+            "bundle": str(bundle), "diagnostics_period_s": 0.5,
+            "image_topics": ["camera/image_raw/compressed", "camera2/image_raw"]}, namespace="/robot_b")
+        node = ros.node
+        self.pub = {
+            "a": node.create_publisher(Image, "/robot_a/camera/image_raw", 10),
+            "b": node.create_publisher(CompressedImage, "/robot_b/camera/image_raw/compressed", 10),
+            "b2": node.create_publisher(Image, "/robot_b/camera2/image_raw", 10),
+        }
+        self.results = {ns: ros.collect(MultiTaskResult, f"/{ns}/mtl_split/results") for ns in ("robot_a", "robot_b")}
+        self.features = ros.collect(SharedFeatures, "/robot_a/mtl_split/features")
+        self.diagnostics = ros.collect(DiagnosticArray, "/diagnostics", 100)
+
+    def send(self, pub: str, msg, ns: str, timeout: float = 30.0):
+        """Publish until the result for msg arrives (the first frames may meet a pipeline
+        still discovering itself); return that result."""
+        want = key(msg.header)
+
+        def result():
+            return next((r for r in self.results[ns] if key(r.header) == want), None)
+        return self.ros.wait_for(result, timeout, f"the result of frame {want} in /{ns}",
+                                 tick=lambda: self.pub[pub].publish(msg), tick_every=0.5)
+
+    def diag(self, node_fqn: str) -> dict[str, str]:
+        """Newest diagnostics values of one node."""
+        for array_msg in reversed(self.diagnostics):
+            for status in array_msg.status:
+                if status.name == f"mtl_split: {node_fqn}":
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
+    def wait_count(self, node_fqn: str, key_: str, at_least: int, timeout: float = 15.0) -> int:
+        return self.ros.wait_for(lambda: int(self.diag(node_fqn).get(key_, 0)) >= at_least and
+                                 int(self.diag(node_fqn)[key_]), timeout, f"{node_fqn} {key_} >= {at_least}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(ros, launcher, tiny_bundle):
+    return Pipeline(ros, launcher, tiny_bundle)
+
+
+class Offline:
+    """The same bundle in this process (runtime.py): the reference for every live result."""
+
+    def __init__(self, bundle):
+        self.edge, self.server = EdgeModel(bundle, threads=1), ServerModel(bundle, threads=1)
+
+    def __call__(self, msgs):
+        return run_offline(self.edge, self.server, [to_array(m) for m in msgs])
+
+
+@pytest.fixture(scope="module")
+def offline(tiny_bundle):
+    return Offline(tiny_bundle)
+
+
+def assert_same(results, reference, manifest):
+    """Same classes and the same probabilities: the computation is identical (batch 1, same
+    ONNX Runtime), so only float32 round-off in transport could differ - and there is none."""
+    for res, ref in zip(results, reference):
+        assert [p.task for p in res.predictions] == manifest.task_names
+        for p in res.predictions:
+            assert p.class_id == ref[p.task].class_id
+            assert p.class_name == ref[p.task].class_name
+            np.testing.assert_allclose(np.frombuffer(p.scores, np.float32), ref[p.task].scores, rtol=1e-6, atol=1e-7)
+
+
+def test_results_equal_offline_inference(pipeline, offline):
+    msgs = [image_msg(f, "cam_a") for f in frames(6, seed=1)]
+    results = [pipeline.send("a", m, "robot_a") for m in msgs]
+    assert_same(results, offline(msgs), pipeline.manifest)
+    # The untrained tiny model's outputs vary little between frames, so also check each
+    # frame's features bit for bit: a mixed-up or mis-converted frame cannot pass this.
+    sent = {key(f.header): codec.decode(codec.from_message(f)) for f in pipeline.features}
+    reference = offline.edge.features([to_array(m) for m in msgs])
+    assert not np.array_equal(reference[0], reference[1])
+    for m, ref in zip(msgs, reference):
+        np.testing.assert_array_equal(sent[key(m.header)], ref)
+    r = results[-1]
+    assert r.model_id == pipeline.manifest.model_id
+    assert r.batch_size == 1 and r.edge_compute_ms > 0 and r.server_compute_ms > 0
+    assert -1000 < r.transport_ms < 1000 and r.queue_ms >= 0
+
+
+def test_two_namespaces_keep_their_results(pipeline):
+    a = image_msg(frames(1, seed=2)[0], "cam_a")
+    b = image_msg(frames(1, seed=3)[0], "cam_b2")
+    ra, rb = pipeline.send("a", a, "robot_a"), pipeline.send("b2", b, "robot_b")
+    assert key(ra.header) == key(a.header) and key(rb.header) == key(b.header)
+    assert all(key(r.header)[2] == "cam_a" for r in pipeline.results["robot_a"])
+    assert all(key(r.header)[2] != "cam_a" for r in pipeline.results["robot_b"])
+
+
+def test_compressed_and_mono8_inputs(pipeline, offline):
+    rgb = frames(2, seed=4)
+    png = compressed_msg(rgb[0], "cam_b")
+    mono = image_msg(rgb[1], "cam_a", encoding="mono8")
+    assert_same([pipeline.send("b", png, "robot_b")], offline([png]), pipeline.manifest)
+    assert_same([pipeline.send("a", mono, "robot_a")], offline([mono]), pipeline.manifest)
+    jpeg = compressed_msg(rgb[0], "cam_b", fmt="jpg")
+    assert pipeline.send("b", jpeg, "robot_b").predictions
+
+
+def test_bad_images_are_counted_and_dropped(pipeline):
+    good = frames(1, seed=5)[0]
+    pipeline.send("a", image_msg(good, "cam_a"), "robot_a")  # the edge is up and matched
+    before = int(pipeline.diag("/robot_a/mtl_split_edge").get("errors.bad_image", 0))
+    bad = image_msg(good, "cam_a")
+    bad.step = 7  # fewer bytes per row than the pixels need
+    corrupt = compressed_msg(good, "cam_b", fmt="jpg")
+    corrupt.data = corrupt.data[: len(corrupt.data) // 3]
+    pipeline.pub["a"].publish(bad)
+    pipeline.pub["b"].publish(corrupt)
+    pipeline.wait_count("/robot_a/mtl_split_edge", "errors.bad_image", before + 1)
+    pipeline.wait_count("/robot_b/mtl_split_edge", "errors.bad_image", 1)
+    assert not any(key(r.header) == key(bad.header) for r in pipeline.results["robot_a"])
+    # Both edges go on serving good frames.
+    pipeline.send("a", image_msg(good, "cam_a"), "robot_a")
+    pipeline.send("b", compressed_msg(good, "cam_b"), "robot_b")
+    assert pipeline.edge_a.alive and pipeline.edge_b.alive
+    assert "step 7" in pipeline.edge_a.log(200)
+
+
+def test_server_drops_foreign_and_truncated_features(pipeline):
+    from mtl_split.msg import SharedFeatures
+
+    shape = pipeline.manifest.features.shape
+    enc = codec.encode(np.ones(shape, np.float32), "float32", "zstd")
+    rogue = pipeline.ros.node.create_publisher(SharedFeatures, "/robot_x/mtl_split/features", 10)
+
+    def features(model_id: str, data: bytes) -> SharedFeatures:
+        msg = codec.to_message(enc, SharedFeatures())
+        msg.model_id, msg.data = model_id, data
+        return stamp(msg, "cam_x")
+    foreign = features("mtl-not-this-model", enc.data)
+    truncated = features(pipeline.manifest.model_id, enc.data[: len(enc.data) // 2])
+    server = "/mtl_split_server"
+    # Re-publish until the server has discovered /robot_x and counted both.
+    pipeline.ros.wait_for(
+        lambda: (int(pipeline.diag(server).get("errors.model_mismatch", 0)) >= 1
+                 and int(pipeline.diag(server).get("errors.bad_payload", 0)) >= 1),
+        30, "the server to count a model_id mismatch and a bad payload",
+        tick=lambda: (rogue.publish(foreign), rogue.publish(truncated)), tick_every=0.5)
+    log = pipeline.server.log(400)
+    assert "mtl-not-this-model" in log and "does not decompress" in log
+    # Rate-limited: one log line per source and kind however many frames came.
+    assert log.count("[model_mismatch] /robot_x/mtl_split/features") == 1
+    pipeline.send("a", image_msg(frames(1, seed=6)[0], "cam_a"), "robot_a")
+    assert pipeline.server.alive
+
+
+def test_heads_nobody_listens_to_are_not_run(pipeline, offline):
+    from mtl_split.msg import SharedFeatures, TaskResult
+
+    server = "/mtl_split_server"
+    image = to_array(image_msg(frames(1, seed=10)[0], "cam_y"))
+    msg = codec.to_message(offline.edge(image[None])[0], SharedFeatures())
+    msg.model_id = pipeline.manifest.model_id
+    msg = stamp(msg, "cam_y")
+    robot_y = pipeline.ros.node.create_publisher(SharedFeatures, "/robot_y/mtl_split/features", 10)
+    before = int(pipeline.diag(server).get("unheard", 0))
+    pipeline.ros.wait_for(lambda: int(pipeline.diag(server).get("unheard", 0)) > before, 30,
+                          "the server to skip frames nobody listens to",
+                          tick=lambda: robot_y.publish(msg), tick_every=0.5)
+    task = pipeline.manifest.task_names[-1]
+    only = pipeline.ros.collect(TaskResult, f"/robot_y/mtl_split/results/{task}")
+    pipeline.ros.wait_for(lambda: only, 20, f"/robot_y/mtl_split/results/{task}",
+                          tick=lambda: robot_y.publish(msg), tick_every=0.5)
+    assert only[0].prediction.task == task and key(only[0].header) == key(msg.header)
+    assert only[0].prediction.class_id == offline.server.predict(offline.edge.features([image]))[0][task].class_id
+
+
+def test_batched_cameras_and_task_subscriptions(pipeline):
+    """Edge B batches its two cameras; a subscriber of one task gets only that task."""
+    from mtl_split.msg import TaskResult
+
+    task = pipeline.manifest.task_names[0]
+    only = pipeline.ros.collect(TaskResult, f"/robot_b/mtl_split/results/{task}")
+    rgb = frames(2, seed=7)
+    for _ in range(3):  # the cameras publish "at once"; each result names its camera
+        m1, m2 = compressed_msg(rgb[0], "cam_b"), image_msg(rgb[1], "cam_b2")
+        pipeline.pub["b"].publish(m1)
+        pipeline.pub["b2"].publish(m2)
+    r2 = pipeline.send("b2", m2, "robot_b")
+    assert r2.header.frame_id == "cam_b2"
+    pipeline.ros.wait_for(lambda: any(key(r.header) == key(m2.header) for r in only), 10, f"results/{task}")
+    assert all(r.prediction.task == task for r in only)
+
+
+def test_lifecycle_transitions(ros, launcher, tiny_bundle):
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import Image
+
+    from mtl_split.msg import BackboneInfo, SharedFeatures
+
+    edge = launcher.start("mtl_split_edge", {"bundle": "/nonexistent/bundle", "autostart": False},
+                          namespace="/robot_c", remaps={"/camera/image_raw": "/robot_c/camera/image_raw"})
+    base = "/robot_c/mtl_split_edge"
+
+    def state() -> int:
+        return ros.call(GetState, f"{base}/get_state", GetState.Request(), timeout=30).current_state.id
+
+    def change(transition: int) -> bool:
+        return ros.call(ChangeState, f"{base}/change_state",
+                        ChangeState.Request(transition=Transition(id=transition))).success
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert not change(Transition.TRANSITION_CONFIGURE)  # bad bundle: refused, node stays up
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED and edge.alive
+    assert "no manifest.json" in edge.log()
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(tiny_bundle))
+    ros.call(SetParameters, f"{base}/set_parameters",
+             SetParameters.Request(parameters=[Parameter(name="bundle", value=value)]))
+
+    features = ros.collect(SharedFeatures, "/robot_c/mtl_split/features")
+    info = ros.collect(BackboneInfo, "/robot_c/mtl_split/backbone_info",
+                       QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    camera = ros.node.create_publisher(Image, "/robot_c/camera/image_raw", 10)
+    frame = frames(1, seed=8)[0]
+
+    assert change(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+    assert change(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+    ros.wait_for(lambda: info, 10, "latched BackboneInfo")
+    assert info[0].model_id == load_manifest(tiny_bundle).model_id
+    assert list(info[0].image_topics) == ["/robot_c/camera/image_raw"]
+    ros.wait_for(lambda: features, 20, "features from the activated edge",
+                 tick=lambda: camera.publish(image_msg(frame, "cam_c")))
+
+    assert change(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    ros.spin_for(0.3)
+    features.clear()
+    for _ in range(5):
+        camera.publish(image_msg(frame, "cam_c"))
+        ros.spin_for(0.1)
+    ros.spin_for(0.5)
+    assert not features, "an inactive edge published features"
+
+    assert change(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
+    assert edge.alive
+    assert edge.stop() == 0
+
+
+def test_scores_are_float32_arrays(pipeline):
+    r = pipeline.send("a", image_msg(frames(1, seed=9)[0], "cam_a"), "robot_a")
+    assert isinstance(r.predictions[0].scores, array.array)
+    assert abs(sum(r.predictions[0].scores) - 1.0) < 1e-4
