@@ -44,7 +44,7 @@ class ModelSpec:
 
 
 class SplitModel(nn.Module):
-    """forward(images) -> {task: logits}; `edge` and `server_part()` are what the bundle exports."""
+    """forward(images) -> {task: logits}; `edge_part()` and `server_part()` are what the bundle exports."""
 
     def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], load_pretrained: bool = True):
         super().__init__()
@@ -52,18 +52,28 @@ class SplitModel(nn.Module):
             raise TrainingError("a model needs at least one task")
         self.spec, self.tasks = spec, tuple(tasks)
         stages, infos = build_stages(spec.backbone, spec.weights if load_pretrained else None)
-        k = resolve_split(infos, spec.split)
+        self.split_index = resolve_split(infos, spec.split)
         self.stage_infos: list[StageInfo] = infos
-        self.split_index = k
-        edge: list[nn.Module] = list(stages[:k + 1])
-        server: list[nn.Module] = list(stages[k + 1:])
-        if spec.bottleneck:
-            edge.append(BottleneckEncoder(infos[k].channels, int(spec.bottleneck)))
-            server.insert(0, BottleneckDecoder(int(spec.bottleneck), infos[k].channels))
-        self.edge = nn.Sequential(*edge)
-        self.server = nn.Sequential(*server)
+        # Stages are registered once, whatever the split, so weights load across split points.
+        self.stages = nn.ModuleList(stages)
+        channels = infos[self.split_index].channels
+        self.encoder = BottleneckEncoder(channels, int(spec.bottleneck)) if spec.bottleneck else None
+        self.decoder = BottleneckDecoder(int(spec.bottleneck), channels) if spec.bottleneck else None
         self.feature_shape, trunk_shape = self._probe_shapes(spec.input_size)
         self.heads = nn.ModuleList(make_head(spec.head, trunk_shape, t.num_classes) for t in self.tasks)
+
+    def _view(self, modules: list[nn.Module | None]) -> nn.Sequential:
+        """A Sequential over existing submodules, in this model's train/eval mode (exporters
+        restore the mode of the module they get, recursively)."""
+        return nn.Sequential(*[m for m in modules if m is not None]).train(self.training)
+
+    def edge_part(self) -> nn.Sequential:
+        """Image -> split tensor (what backbone.onnx computes)."""
+        return self._view([*self.stages[:self.split_index + 1], self.encoder])
+
+    def server_trunk(self) -> nn.Sequential:
+        """Split tensor -> the representation the heads read."""
+        return self._view([self.decoder, *self.stages[self.split_index + 1:]])
 
     @property
     def split_point(self) -> str:
@@ -73,14 +83,14 @@ class SplitModel(nn.Module):
     def _probe_shapes(self, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         was_training = self.training
         self.eval()
-        features = self.edge(torch.zeros(1, 3, size, size))
-        trunk = self.server(features)
+        features = self.edge_part()(torch.zeros(1, 3, size, size))
+        trunk = self.server_trunk()(features)
         self.train(was_training)
         return tuple(features.shape[1:]), tuple(trunk.shape[1:])
 
     def shared(self, images: torch.Tensor) -> torch.Tensor:
         """The representation every head reads (last shared tensor, for Jacobian descent)."""
-        return self.server(self.edge(images))
+        return self.server_trunk()(self.edge_part()(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.shared(images)
@@ -93,7 +103,7 @@ class SplitModel(nn.Module):
         return [list(h.parameters()) for h in self.heads]
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        return [*self.edge.parameters(), *self.server.parameters()]
+        return [*self.edge_part().parameters(), *self.server_trunk().parameters()]
 
 
 class ServerPart(nn.Module):
@@ -101,7 +111,7 @@ class ServerPart(nn.Module):
 
     def __init__(self, model: SplitModel):
         super().__init__()
-        self.server, self.heads = model.server, model.heads
+        self.server, self.heads = model.server_trunk(), model.heads
         self.train(model.training)  # a fresh Module says training=True; exporters restore that mode
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,47 @@
+"""`mtl-split train | export | build-engine`: argument parsing only; torch is imported in func."""
+from __future__ import annotations
+
+import argparse
+
+from .train_main import add_train_arguments, run_train
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    for manifest in export_run(args.run, args.out):
+        tasks = ", ".join(manifest.task_names)
+        print(f"{manifest.model_id}: {manifest.backbone} split at {manifest.split_point}, tasks {tasks}, "
+              f"features {'x'.join(map(str, manifest.features.shape))} {manifest.features.dtype}")
+    print(f"bundle(s) written to {args.out}")
+    return 0
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from .engine import build_engines
+
+    for path in build_engines(args.bundle, precision=args.precision, calib_images=args.calib_images,
+                              batch=args.batch, data=args.data):
+        print(f"engine: {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train an MTL or STL run from a YAML config",
+                                  description="Train an MTL or STL run (see docs/training.md).")
+    add_train_arguments(train)
+    train.set_defaults(func=run_train)
+
+    export = subparsers.add_parser("export", help="export a run to model bundle(s) (ONNX + manifest)")
+    export.add_argument("run", help="run directory made by `mtl-split train`")
+    export.add_argument("--out", required=True, help="bundle directory (STL: one subdirectory per task)")
+    export.set_defaults(func=_export)
+
+    engine = subparsers.add_parser("build-engine", help="build TensorRT engines for a bundle (needs tensorrt + GPU)")
+    engine.add_argument("bundle", help="bundle directory made by `mtl-split export`")
+    engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    engine.add_argument("--calib-images", type=int, default=256, help="int8 calibration images (training split)")
+    engine.add_argument("--batch", type=int, default=1, help="batch size the engines are built for")
+    engine.add_argument("--data", default=None,
+                        help="dataset spec for int8 calibration (default: the one the bundle was trained on)")
+    engine.set_defaults(func=_build_engine)

@@ -1,0 +1,146 @@
+"""Training configs: YAML file + `--set a.b=value` overrides -> validated, frozen dataclasses."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtl_split_core.bundle import InputSpec
+
+from .datasets import DataOptions
+from .errors import TrainingError
+from .models import ModelSpec
+
+MODES = ("mtl", "stl")
+SCHEDULES = ("step", "cosine", "none")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    spec: str = "shapes"
+    size: int = 64
+    tasks: tuple[str, ...] | None = None
+    train_size: int = 6000
+    val_size: int = 1000
+    test_size: int = 1000
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    ood_hues: tuple[int, ...] = ()
+    salt_pepper: float = 0.0
+    test_salt_pepper: float = 0.0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    workers: int = 0
+
+    def options(self, seed: int) -> DataOptions:
+        fields = {f.name for f in dataclasses.fields(DataOptions)}
+        return DataOptions(seed=seed, **{k: v for k, v in dataclasses.asdict(self).items() if k in fields})
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(width=self.size, height=self.size, mean=self.mean, std=self.std)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    schedule: str = "step"  # step | cosine | none
+    step_size: int = 10  # StepLR period in epochs
+    gamma: float = 0.1
+    weighting: str = "sum"  # sum | uncertainty | dwa | a torchjd aggregator (upgrad, mgda, pcgrad, ...)
+    max_batches: int | None = None  # cap on batches per epoch (tests, smoke runs)
+    eval_batch_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise TrainingError("train.epochs must be >= 1 and train.batch_size >= 2 (BatchNorm)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    mode: str = "mtl"  # mtl: one shared backbone; stl: one full model per task
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields except input_size
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise TrainingError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(input_size=self.data.size, **self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise TrainingError(f"{where} must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise TrainingError(f"unknown key(s) {', '.join(f'{where}.{k}' if where else k for k in unknown)}; "
+                            f"known: {', '.join(known)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    values = _build(RunConfig, raw, "")
+    model = values.get("model") or {}
+    model_keys = {f.name for f in dataclasses.fields(ModelSpec)} - {"input_size"}
+    bad = sorted(set(model) - model_keys)
+    if bad:
+        hint = " (the input size is data.size)" if "input_size" in bad else ""
+        raise TrainingError(f"unknown key(s) {', '.join('model.' + k for k in bad)}{hint}; known: {', '.join(sorted(model_keys))}")
+    try:
+        config = RunConfig(
+            **{k: v for k, v in values.items() if k not in ("data", "train", "model")},
+            data=DataConfig(**_build(DataConfig, values.get("data") or {}, "data")),
+            model=dict(model),
+            train=TrainConfig(**_build(TrainConfig, values.get("train") or {}, "train")),
+        )
+        config.model_spec()  # validates the model section now, not after data loading
+    except TypeError as e:
+        raise TrainingError(f"bad config: {e}") from e
+    return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`a.b=value` (value parsed as YAML) into a copy of the raw config mapping."""
+    out = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"--set expects key=value, got {item!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise TrainingError(f"--set {key}: {p} is not a section")
+        node[leaf] = yaml.safe_load(text)
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
+    """Parse a YAML config with overrides: (validated config, the raw mapping to record)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"config {path} does not exist (configs live in training/configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise TrainingError(f"{path}: invalid YAML ({e})") from e
+    raw = apply_overrides(raw, overrides or [])
+    return config_from_dict(raw), raw

@@ -1,0 +1,183 @@
+"""Training of one model (the MTL model, or one STL model): epochs, evaluation, checkpoints."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from mtl_split_core.bundle import TaskSpec
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .datasets import DataSource
+from .datasets.torch_dataset import TorchImages
+from .distributed import DistContext, average_floats, average_gradients, broadcast_module, pick_device
+from .errors import TrainingError
+from .models import SplitModel, count_parameters, save_model
+from .weighting import make_weighting
+
+EpochCallback = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    history: list[dict[str, Any]]
+    test: dict[str, dict[str, float]]
+    train_seconds: float
+    edge_params: int
+    total_params: int
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    t = cfg.train
+    if t.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.gamma)
+    if t.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _losses(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {task: F.cross_entropy(out, labels[task]) for task, out in logits.items()}
+
+
+@torch.no_grad()
+def evaluate(model: SplitModel, loader: DataLoader, device: torch.device) -> dict[str, dict[str, float]]:
+    """Per task: accuracy and mean cross-entropy over the whole loader."""
+    model.eval()
+    correct = {t.name: 0 for t in model.tasks}
+    loss_sum = {t.name: 0.0 for t in model.tasks}
+    count = 0
+    for images, labels in loader:
+        images = images.to(device)
+        logits = model(images)
+        for task, out in logits.items():
+            target = labels[task].to(device)
+            correct[task] += int((out.argmax(1) == target).sum())
+            loss_sum[task] += float(F.cross_entropy(out, target, reduction="sum"))
+        count += len(images)
+    if count == 0:
+        raise TrainingError("an evaluation split is empty; raise data.val_size/test_size or the fractions")
+    return {t: {"accuracy": correct[t] / count, "loss": loss_sum[t] / count} for t in correct}
+
+
+class MemberTrainer:
+    """Trains one SplitModel on the given tasks and writes it to member_dir."""
+
+    def __init__(self, cfg: RunConfig, source: DataSource, tasks: tuple[TaskSpec, ...], member_dir: Path,
+                 ctx: DistContext, label: str):
+        self.cfg, self.source, self.tasks, self.dir, self.ctx, self.label = cfg, source, tasks, member_dir, ctx, label
+        self.device = pick_device(cfg.train.device, ctx)
+        torch.manual_seed(cfg.seed)
+        self.model = SplitModel(cfg.model_spec(), tasks).to(self.device)
+        # One task has nothing to weigh: STL models always train on their plain loss.
+        weighting = cfg.train.weighting if len(tasks) > 1 else "sum"
+        self.weighting = make_weighting(weighting, [t.name for t in tasks]).to(self.device)
+        groups = [{"params": list(self.model.parameters()), "weight_decay": cfg.train.weight_decay}]
+        if list(self.weighting.parameters()):
+            groups.append({"params": list(self.weighting.parameters()), "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
+        self.scheduler = _scheduler(self.optimizer, cfg)
+        self.input_spec = cfg.data.input_spec()
+
+    def _loader(self, split: str, train: bool) -> tuple[DataLoader, TorchImages]:
+        cfg = self.cfg
+        noise = cfg.data.salt_pepper if train else 0.0
+        dataset = TorchImages(self.source.split(split), self.input_spec, salt_pepper=noise, seed=cfg.seed)
+        if not train:
+            return DataLoader(dataset, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.workers), dataset
+        per_rank = max(2, cfg.train.batch_size // self.ctx.world_size)  # batch_size is the global batch
+        if len(dataset) < per_rank * self.ctx.world_size:
+            raise TrainingError(f"train split has {len(dataset)} images, fewer than one batch of {cfg.train.batch_size}")
+        sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=True)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
+                            num_workers=cfg.data.workers, persistent_workers=cfg.data.workers > 0)
+        return loader, dataset
+
+    def _train_epoch(self, loader: DataLoader, epoch: int) -> dict[str, Any]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        params = list(model.parameters()) + list(self.weighting.parameters())
+        sums = {t.name: 0.0 for t in self.tasks}
+        batches = len(loader) if cfg.train.max_batches is None else min(len(loader), cfg.train.max_batches)
+        bar = tqdm(loader, total=batches, desc=f"{self.label} epoch {epoch + 1}/{cfg.train.epochs}",
+                   leave=False, disable=not self.ctx.is_main, dynamic_ncols=True)
+        start = time.perf_counter()
+        for step, (images, labels) in enumerate(bar):
+            if step == batches:
+                break
+            images = images.to(self.device, non_blocking=True)
+            labels = {k: v.to(self.device, non_blocking=True) for k, v in labels.items()}
+            shared = model.shared(images)
+            logits = {t.name: head(shared) for t, head in zip(model.tasks, model.heads)}
+            losses = _losses(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.weighting.backward(losses, shared, model)
+            average_gradients(params, self.ctx)
+            self.optimizer.step()
+            values = {t: float(loss.detach()) for t, loss in losses.items()}
+            for t, v in values.items():
+                sums[t] += v
+            bar.set_postfix(loss=f"{sum(values.values()):.3f}")
+        seconds = time.perf_counter() - start
+        mean = average_floats({t: s / max(1, batches) for t, s in sums.items()}, self.ctx)
+        return {"train_loss_per_task": mean, "train_loss": sum(mean.values()), "train_seconds": seconds,
+                "batches": batches}
+
+    def run(self, resume: bool, on_epoch: EpochCallback | None = None) -> MemberResult:
+        cfg, ctx = self.cfg, self.ctx
+        self.dir.mkdir(parents=True, exist_ok=True)
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        if resume:
+            meta = load_checkpoint(self.dir, self.model, self.weighting, self.optimizer, self.scheduler)
+            if meta is not None:
+                start_epoch, history = int(meta["epoch"]), list(meta["history"])
+                self.weighting.load_state(meta["weighting"])
+        broadcast_module(self.model, ctx)
+        broadcast_module(self.weighting, ctx)
+        train_loader, train_set = self._loader("train", train=True)
+        val_loader, _ = self._loader("val", train=False)
+        for epoch in range(start_epoch, cfg.train.epochs):
+            train_loader.sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout/noise: same stream after a resume
+            lr = self.optimizer.param_groups[0]["lr"]
+            weights = self.weighting.weights()
+            stats = self._train_epoch(train_loader, epoch)
+            self.scheduler.step()
+            self.weighting.end_epoch(stats["train_loss_per_task"])
+            if ctx.is_main:
+                val = evaluate(self.model, val_loader, self.device)
+                record = {"epoch": epoch + 1, "lr": lr, "task_weights": weights, **stats,
+                          "val_accuracy": {t: v["accuracy"] for t, v in val.items()},
+                          "val_loss": {t: v["loss"] for t, v in val.items()}}
+                history.append(record)
+                accs = ", ".join(f"{t} {a:.3f}" for t, a in record["val_accuracy"].items())
+                tqdm.write(f"[{self.label}] epoch {epoch + 1}/{cfg.train.epochs}: loss {stats['train_loss']:.3f}, "
+                           f"val accuracy {accs} ({stats['train_seconds']:.0f}s)")
+                save_checkpoint(self.dir, self.model, self.weighting, self.optimizer, self.scheduler,
+                                epoch + 1, history, self.weighting.state())
+                if on_epoch:
+                    on_epoch(history)
+            ctx.barrier()
+        test: dict[str, dict[str, float]] = {}
+        if ctx.is_main:
+            test_loader, _ = self._loader("test", train=False)
+            test = evaluate(self.model, test_loader, self.device)
+            save_model(self.model.cpu(), self.dir, self.input_spec, extra={
+                "training": cfg.to_dict(), "member": self.label,
+                "metrics": {"val_accuracy": history[-1]["val_accuracy"] if history else {},
+                            "test_accuracy": {t: v["accuracy"] for t, v in test.items()}},
+            })
+        ctx.barrier()
+        return MemberResult(history, test, sum(h["train_seconds"] for h in history),
+                            count_parameters(self.model.edge_part()), count_parameters(self.model))

@@ -1,0 +1,71 @@
+"""Training runs end to end through the CLI: MTL and STL, resume, export, clear errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mtl_split_core.bundle import load_manifest  # noqa: E402
+from mtl_split_tools.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.training
+TINY = str(Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml")
+
+
+def _train(out: Path, *sets: str, extra: tuple[str, ...] = ()) -> int:
+    args = ["train", "--config", TINY, "--out", str(out), *extra]
+    for s in sets:
+        args += ["--set", s]
+    return main(args)
+
+
+def test_mtl_run_resume_and_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    epochs = metrics["members"]["mtl"]["epochs"]
+    assert len(epochs) == 1 and set(epochs[0]["val_accuracy"]) == {"shape", "scale"}
+    assert set(metrics["members"]["mtl"]["test"]) == {"shape", "scale"}
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+    assert _train(run, "train.epochs=2", extra=("--resume",)) == 0
+    epochs = json.loads((run / "metrics.json").read_text())["members"]["mtl"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+    assert main(["export", str(run), "--out", str(tmp_path / "bundle")]) == 0
+    manifest = load_manifest(tmp_path / "bundle")
+    assert manifest.task_names == ["shape", "scale"]
+    assert manifest.extra["training"]["model"]["backbone"] == "mobilenetv3_small_100"
+    assert set(manifest.extra["metrics"]["test_accuracy"]) == {"shape", "scale"}
+    assert (manifest.input.width, manifest.features.dtype) == (32, "float32")
+
+
+def test_stl_run_exports_one_bundle_per_task(tmp_path):
+    run = tmp_path / "stl"
+    assert _train(run, "mode=stl", "train.max_batches=2", "model.bottleneck=8") == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["members"]) == {"shape", "scale"}
+    assert main(["export", str(run), "--out", str(tmp_path / "bundles")]) == 0
+    for task in ("shape", "scale"):
+        manifest = load_manifest(tmp_path / "bundles" / task)
+        assert manifest.task_names == [task]
+        assert (manifest.features.dtype, manifest.features.codec, manifest.bottleneck_channels) == ("int8", "zstd", 8)
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert _train(tmp_path / "a", "train.weighting=nope") == 2
+    assert "unknown weighting 'nope'" in capsys.readouterr().err
+    assert _train(tmp_path / "b", "data.colour=1") == 2
+    assert "unknown key(s) data.colour" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "c")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("")
+    assert _train(tmp_path / "d") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.json" in err
