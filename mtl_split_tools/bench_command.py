@@ -9,6 +9,7 @@ import importlib
 # name -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codec": ("mtl_split_tools.bench_codec", "SharedFeatures encode/publish/receive/decode over loopback"),
+    "memory": ("mtl_split_tools.bench_memory", "edge memory: MTL-Split vs single-task deployments (ONNX Runtime RSS)"),
 }
 
 
