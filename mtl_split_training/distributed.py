@@ -87,3 +87,17 @@ def average_floats(values: dict[str, float], ctx: DistContext) -> dict[str, floa
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+
+
+def check_in_sync(module: nn.Module, ctx: DistContext) -> None:
+    """Fail loudly if ranks ended with different weights (gradients were not averaged)."""
+    if not ctx.active:
+        return
+    from .errors import TrainingError
+
+    checksum = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
+    low, high = checksum.clone(), checksum.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.allclose(low, high, rtol=1e-6, atol=1e-9):
+        raise TrainingError("data-parallel ranks ended with different weights; report this as a bug")

@@ -18,7 +18,14 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .datasets import DataSource
 from .datasets.torch_dataset import TorchImages
-from .distributed import DistContext, average_floats, average_gradients, broadcast_module, pick_device
+from .distributed import (
+    DistContext,
+    average_floats,
+    average_gradients,
+    broadcast_module,
+    check_in_sync,
+    pick_device,
+)
 from .errors import TrainingError
 from .models import SplitModel, count_parameters, save_model
 from .weighting import make_weighting
@@ -169,6 +176,7 @@ class MemberTrainer:
                 if on_epoch:
                     on_epoch(history)
             ctx.barrier()
+        check_in_sync(self.model, ctx)
         test: dict[str, dict[str, float]] = {}
         if ctx.is_main:
             test_loader, _ = self._loader("test", train=False)
