@@ -2,6 +2,7 @@
 
     runs/<name>/run.json       config (as given and resolved), mode, tasks, members, status
     runs/<name>/metrics.json   per member: per-epoch losses / val accuracy, test accuracy, time
+    runs/<name>/final.json     final test/val accuracy per member (written when the run finishes)
     MTL: runs/<name>/model.{safetensors,json} (+ checkpoint.*)
     STL: runs/<name>/<task>/model.{safetensors,json} (+ checkpoint.*)
 """
@@ -21,6 +22,7 @@ from .export import RUN_META
 from .trainer import MemberTrainer
 
 METRICS = "metrics.json"
+FINAL = "final.json"  # written last: its presence means the run is complete
 
 
 def _member_dir_name(task: str) -> str:
@@ -106,6 +108,13 @@ def train_run(cfg: RunConfig, raw_config: dict[str, Any], out_dir: str | Path, *
             run_meta["finished_members"] = sorted(set(run_meta["finished_members"]) | {member})
             _write_json(out_dir / RUN_META, run_meta)
     if ctx.is_main:
+        _write_json(out_dir / FINAL, {
+            "mode": cfg.mode,
+            "members": {m: {"test_accuracy": {t: v["accuracy"] for t, v in e["test"].items()},
+                            "val_accuracy": e["epochs"][-1]["val_accuracy"] if e["epochs"] else {},
+                            "train_seconds": e["train_seconds"], "edge_params": e["edge_params"]}
+                        for m, e in metrics["members"].items()},
+        })
         run_meta["status"] = "finished"
         _write_json(out_dir / RUN_META, run_meta)
     return metrics

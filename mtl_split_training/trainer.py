@@ -183,6 +183,7 @@ class MemberTrainer:
             test = evaluate(self.model, test_loader, self.device)
             save_model(self.model.cpu(), self.dir, self.input_spec, extra={
                 "training": cfg.to_dict(), "member": self.label,
+                "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec},
                 "metrics": {"val_accuracy": history[-1]["val_accuracy"] if history else {},
                             "test_accuracy": {t: v["accuracy"] for t, v in test.items()}},
             })

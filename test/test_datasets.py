@@ -41,6 +41,14 @@ def test_shapes_splits_are_disjoint_and_sized():
     assert NUM_COMBINATIONS == 480000 and FACTOR_SIZES == (10, 10, 10, 8, 4, 15)
 
 
+def test_test_split_does_not_depend_on_train_size():
+    small = open_data("shapes", _opts(train_size=10)).split("test").combinations
+    large = open_data("shapes", _opts(train_size=5000)).split("test").combinations
+    np.testing.assert_array_equal(small, large)
+    train = {tuple(r) for r in open_data("shapes", _opts(train_size=5000)).split("train").combinations}
+    assert not train & {tuple(r) for r in small}
+
+
 def test_every_factor_changes_the_image():
     r = renderer(64)
     base = (1, 2, 3, 4, 0, 7)

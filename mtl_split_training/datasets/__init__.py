@@ -70,8 +70,8 @@ def iter_labelled_images(
 ) -> Iterator[tuple[np.ndarray, dict[str, int]]]:
     """(uint8 RGB size x size x 3 image, {task: class index}) of one split, in order.
 
-    For bag writing and evaluation; the same samples a run with the same seed tests on
-    (shapes split sizes are the defaults of DataOptions).
+    For bag writing and evaluation. With the run's seed (manifest.extra["data"]["seed"]) and
+    test size, these are the images the run was tested on, never ones it trained on.
     """
     source = open_data(spec, DataOptions(size=size, tasks=tasks, seed=seed))
     images = source.split(split)

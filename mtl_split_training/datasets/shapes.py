@@ -34,29 +34,34 @@ class ShapesSplit(LabelledImages):
 
 
 def _split_indices(options: DataOptions) -> dict[str, np.ndarray]:
+    """train from the front of the seeded permutation, test (then val) from its back: the test
+    set depends only on seed and test_size, so a bag made with default sizes never shows a
+    model the images it trained on, whatever train_size the run used."""
     order = np.random.default_rng(options.seed).permutation(NUM_COMBINATIONS)
-    sizes = {"train": options.train_size, "val": options.val_size, "test": options.test_size}
+    if min(options.train_size, options.val_size, options.test_size) < 0:
+        raise TrainingError("shapes: split sizes must not be negative")
     if options.ood_hues:
         bad = [h for h in options.ood_hues if not 0 <= h < FACTOR_SIZES[_HUE_FACTORS[0]]]
         if bad:
             raise TrainingError(f"ood_hues must be hue indices 0..9, got {bad}")
         factors = np.stack(np.unravel_index(order, FACTOR_SIZES), axis=1)
         held = np.isin(factors[:, _HUE_FACTORS], options.ood_hues).any(axis=1)
-        pools = {"train": order[~held], "val": order[~held], "test": order[held]}
-        offsets = {"train": 0, "val": options.train_size, "test": 0}
+        inside, outside = order[~held], order[held]
+        need = {"train + val": (options.train_size + options.val_size, len(inside)),
+                "test": (options.test_size, len(outside))}
+        splits = {"train": inside[:options.train_size], "val": inside[len(inside) - options.val_size:],
+                  "test": outside[len(outside) - options.test_size:]}
     else:
-        pools = {name: order for name in sizes}
-        offsets = {"train": 0, "val": options.train_size, "test": options.train_size + options.val_size}
-    out = {}
-    for name, n in sizes.items():
-        chosen = pools[name][offsets[name]:offsets[name] + n]
-        if len(chosen) < n or n < 0:
-            raise TrainingError(
-                f"shapes: {name}_size={n} is more than the {len(pools[name]) - offsets[name]} "
-                "combinations left for that split; lower the split sizes"
-            )
-        out[name] = chosen
-    return out
+        total = options.train_size + options.val_size + options.test_size
+        need = {"train + val + test": (total, NUM_COMBINATIONS)}
+        back = NUM_COMBINATIONS - options.test_size
+        splits = {"train": order[:options.train_size], "val": order[back - options.val_size:back],
+                  "test": order[back:]}
+    for name, (wanted, available) in need.items():
+        if wanted > available:
+            raise TrainingError(f"shapes: {name} asks for {wanted} images but only {available} "
+                                "combinations are available there; lower the split sizes")
+    return splits
 
 
 def open_shapes(spec: str, options: DataOptions) -> DataSource:
