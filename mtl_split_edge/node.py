@@ -17,7 +17,7 @@ from mtl_split_core.errors import ImageError, MtlSplitError
 from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel
 from mtl_split_ros import qos
-from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT
+from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, guarded
 from mtl_split_ros.params import EDGE
 
@@ -95,10 +95,10 @@ class EdgeNode(ManagedNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         profile = qos.profile(self.params(), "image")
         for topic, msg_type in self._inputs:
+            gaps = SequenceGaps()
             self._subs.append(self.create_subscription(
-                msg_type, topic, lambda msg, t=topic: self._on_image(msg, t), profile,
-                event_callbacks=qos.subscription_events(self.diag.error, topic, "image",
-                                                        on_lost=lambda n: self.diag.count(DROPPED, n))))
+                msg_type, topic, lambda msg, info, t=topic, g=gaps: self._on_image(msg, t, g(info)), profile,
+                event_callbacks=qos.subscription_events(self.diag.error, topic, "image")))
         self._info_pub.publish(self._backbone_info())
         self.get_logger().info("active: cameras " + ", ".join(
             f"{s.topic_name} ({t.__name__})" for s, (_, t) in zip(self._subs, self._inputs)))
@@ -130,9 +130,10 @@ class EdgeNode(ManagedNode):
 
     # --- frames ---------------------------------------------------------------------------
 
-    def _on_image(self, msg: Any, topic: str) -> None:
+    def _on_image(self, msg: Any, topic: str, missed: int) -> None:
         start = time.perf_counter()
         self.diag.count(FRAMES_IN)
+        self.diag.count(DROPPED, missed)
         try:
             image = to_array(msg, self._model.manifest.input.encoding)
         except ImageError as e:

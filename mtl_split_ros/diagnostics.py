@@ -3,7 +3,8 @@
 cannot flood the log while every occurrence is still counted.
 
 Published keys (one DiagnosticStatus per node, named "mtl_split: <node>"):
-  <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...)
+  <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...);
+                       dropped = frames never processed (bad input, replaced while queued, lost)
   <counter>_hz         its rate over the last period
   <sample>_ms_mean/_p50/_max   e.g. compute_ms over the last period
   anything set with info() (model_id, backend, ...)
@@ -13,6 +14,8 @@ from __future__ import annotations
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -28,6 +31,23 @@ ERRORS = "errors"
 
 def error_key(kind: str) -> str:
     return f"{ERRORS}.{kind}"
+
+
+class SequenceGaps:
+    """Messages a subscription never saw, from each publisher's sequence numbers: a newer
+    message replaced them in a keep-last history (the point of depth 1: always the newest),
+    or best-effort delivery lost them. DDS reports neither, so count them here."""
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, int] = {}  # publisher gid -> last sequence number seen
+
+    def __call__(self, info: Mapping[str, Any]) -> int:
+        seq, gid = info.get("publication_sequence_number"), info.get("publisher_gid")
+        if not seq or not gid:
+            return 0  # this RMW does not report them
+        last = self._last.get(gid["data"])
+        self._last[gid["data"]] = seq
+        return max(seq - last - 1, 0) if last is not None else 0
 
 
 class Diagnostics:

@@ -40,12 +40,8 @@ def _incompatible(report: Report, topic: str, group: str, peer: str) -> Callable
     return callback
 
 
-def subscription_events(report: Report, topic: str, group: str,
-                        on_lost: Callable[[int], None] | None = None) -> SubscriptionEventCallbacks:
-    """Report incompatible publishers; pass lost-message counts (best effort gaps) to on_lost."""
-    lost = (lambda info: on_lost(int(info.total_count_change))) if on_lost else None
-    return SubscriptionEventCallbacks(
-        incompatible_qos=_incompatible(report, topic, group, "publisher"), message_lost=lost)
+def subscription_events(report: Report, topic: str, group: str) -> SubscriptionEventCallbacks:
+    return SubscriptionEventCallbacks(incompatible_qos=_incompatible(report, topic, group, "publisher"))
 
 
 def publisher_events(report: Report, topic: str, group: str) -> PublisherEventCallbacks:

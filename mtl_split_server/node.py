@@ -16,7 +16,7 @@ from mtl_split_core import topics
 from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
 from mtl_split_core.runtime import Prediction, ServerModel
 from mtl_split_ros import qos
-from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT
+from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, guarded
 from mtl_split_ros.params import SERVER
 
@@ -153,19 +153,20 @@ class ServerNode(ManagedNode):
             results=self.create_publisher(MultiTaskResult, results_topic, results_qos),
             task_results={t: self.create_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
                           for t in tasks})
+        gaps = SequenceGaps()
         source.sub = self.create_subscription(
-            SharedFeatures, topic, lambda msg: self._on_features(msg, source), qos.profile(p, "features"),
-            event_callbacks=qos.subscription_events(self.diag.error, topic, "features",
-                                                    on_lost=lambda n: self.diag.count(DROPPED, n)))
+            SharedFeatures, topic, lambda msg, info: self._on_features(msg, source, gaps(info)),
+            qos.profile(p, "features"), event_callbacks=qos.subscription_events(self.diag.error, topic, "features"))
         self._sources[topic] = source
         self.diag.info("sources", len(self._sources))
         self.get_logger().info(f"serving {topic} -> {results_topic}[/<task>]")
 
     # --- frames ---------------------------------------------------------------------------
 
-    def _on_features(self, msg: SharedFeatures, source: Source) -> None:
+    def _on_features(self, msg: SharedFeatures, source: Source, missed: int) -> None:
         transport_ms = _ms_between(msg.sent, self.get_clock().now())
         self.diag.count(FRAMES_IN)
+        self.diag.count(DROPPED, missed)
         start = time.perf_counter()
         try:
             features = self._model.decode_message(msg)
