@@ -1,4 +1,4 @@
-"""`mtl-split train | export | build-engine`: argument parsing only; torch is imported in func."""
+"""`mtl-split train | export | compare | build-engine`: argument parsing only; torch is imported in func."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,20 @@ def _build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .compare import RESULTS_MD, run_compare
+
+    command = ["mtl-split", "compare", "--config", args.config, "--out", args.out, "--runs", args.runs]
+    for item in args.overrides:
+        command += ["--set", item]
+    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command))
+    print((Path(args.out) / RESULTS_MD).read_text())
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train an MTL or STL run from a YAML config",
                                   description="Train an MTL or STL run (see docs/training.md).")
@@ -36,6 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("run", help="run directory made by `mtl-split train`")
     export.add_argument("--out", required=True, help="bundle directory (STL: one subdirectory per task)")
     export.set_defaults(func=_export)
+
+    compare = subparsers.add_parser("compare", help="train one config as MTL and as STL, write the comparison table")
+    compare.add_argument("--config", default="training/configs/mtl_vs_stl.yaml")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    compare.add_argument("--runs", default="runs/mtl_vs_stl", help="where the two runs go")
+    compare.add_argument("--out", default="reports/mtl_vs_stl", help="results.json + results.md")
+    compare.add_argument("--reuse", action="store_true", help="reuse finished runs instead of retraining")
+    compare.set_defaults(func=_compare)
 
     engine = subparsers.add_parser("build-engine", help="build TensorRT engines for a bundle (needs tensorrt + GPU)")
     engine.add_argument("bundle", help="bundle directory made by `mtl-split export`")

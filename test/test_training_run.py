@@ -69,3 +69,16 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json" in err
+
+
+def test_compare_writes_the_mtl_vs_stl_table(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["compare", "--config", TINY, "--runs", str(tmp_path / "runs"), "--out", str(out),
+                 "--set", "train.max_batches=1"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [r["task"] for r in result["tasks"]] == ["shape", "scale"]
+    assert result["edge_params"]["stl_sum"] == 2 * result["edge_params"]["mtl"]
+    assert result["split_bytes_per_frame"]["stl_sum"] == 2 * result["split_bytes_per_frame"]["mtl"]
+    table = (out / "results.md").read_text()
+    assert "| shape |" in table and "mtl-split compare --config" in table
+    assert "| edge parameters |" in capsys.readouterr().out
