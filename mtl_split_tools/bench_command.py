@@ -10,6 +10,7 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codec": ("mtl_split_tools.bench_codec", "SharedFeatures encode/publish/receive/decode over loopback"),
     "memory": ("mtl_split_tools.bench_memory", "edge memory: MTL-Split vs single-task deployments (ONNX Runtime RSS)"),
+    "pipeline": ("mtl_split_tools.bench_pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
 }
 
 
