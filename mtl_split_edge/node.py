@@ -76,6 +76,8 @@ class EdgeNode(ManagedNode):
                                 max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
         if batching:
+            if p["max_wait_ms"] <= 0:
+                raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
             self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
         self._features_pub = self.create_publisher(
             SharedFeatures, topics.FEATURES, qos.profile(p, "features"),

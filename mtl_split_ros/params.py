@@ -15,7 +15,6 @@ from mtl_split_core.topics import DEFAULT_IMAGE_TOPIC
 # ROS parameter types used here (rcl_interfaces/ParameterType names, lower case).
 PARAM_TYPES = ("bool", "integer", "double", "string", "string_array")
 RELIABILITY = ("reliable", "best_effort")
-DURABILITY = ("volatile", "transient_local")
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,9 @@ class NodeSpec:
         return {p.name: p.default for p in self.params}
 
 
-def qos_params(group: str, what: str, reliability: str, depth: int,
-               durability: str | None = None) -> tuple[Param, ...]:
-    """The QoS parameters of one topic group: <group>_qos_reliability, _depth (, _durability)."""
-    params = (
+def qos_params(group: str, what: str, reliability: str, depth: int) -> tuple[Param, ...]:
+    """The QoS parameters of one topic group: <group>_qos_reliability and <group>_qos_depth."""
+    return (
         Param(f"{group}_qos_reliability", reliability, "string",
               f"QoS reliability of {what}. A best_effort subscriber or a reliable publisher "
               "matches every peer; a reliable subscriber never hears a best_effort publisher.",
@@ -66,10 +64,6 @@ def qos_params(group: str, what: str, reliability: str, depth: int,
         Param(f"{group}_qos_depth", depth, "integer",
               f"QoS history depth (keep last N) of {what}; 1 = always the newest message."),
     )
-    if durability is not None:
-        params += (Param(f"{group}_qos_durability", durability, "string",
-                         f"QoS durability of {what}.", DURABILITY),)
-    return params
 
 
 COMMON = (

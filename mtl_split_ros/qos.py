@@ -7,27 +7,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 # report(source, kind, text): the node's rate-limited error reporter (Diagnostics.error).
 Report = Callable[[str, str, str], None]
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
-_DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
 
 
-def profile(params: Mapping[str, Any], group: str, durability: str | None = None) -> QoSProfile:
-    """Keep-last QoS of a topic group; durability from the parameters if they have it."""
+def profile(params: Mapping[str, Any], group: str) -> QoSProfile:
+    """Keep-last, volatile QoS of a topic group from its parameters."""
     depth = int(params[f"{group}_qos_depth"])
     if depth < 1:
         raise ValueError(f"{group}_qos_depth must be >= 1, got {depth}")
-    dur = params.get(f"{group}_qos_durability", durability or "volatile")
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=_RELIABILITY[params[f"{group}_qos_reliability"]],
-        durability=_DURABILITY[dur],
-    )
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=_RELIABILITY[params[f"{group}_qos_reliability"]])
 
 
 def _incompatible(report: Report, topic: str, group: str, peer: str) -> Callable[[Any], None]:

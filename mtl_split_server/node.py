@@ -85,8 +85,9 @@ class ServerNode(ManagedNode):
             raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
         if not p["features_topics"] and not p["discover"]:
             raise ValueError("nothing to serve: set features_topics or discover:=true")
-        if p["max_batch"] < 1:
-            raise ValueError(f"max_batch must be >= 1, got {p['max_batch']}")
+        if p["max_batch"] < 1 or p["max_wait_ms"] <= 0:
+            raise ValueError(f"max_batch must be >= 1 and max_wait_ms > 0 (max_batch:=1 never waits), "
+                             f"got {p['max_batch']} and {p['max_wait_ms']}")
         self._model = ServerModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
                                   p["max_batch"], p["max_feature_bytes"])
         self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
@@ -210,6 +211,7 @@ class ServerNode(ManagedNode):
             self.diag.count(DROPPED, len(items))
             return
         heads_ms = (time.perf_counter() - start) * 1e3
+        self.diag.observe("batch_size", len(items))
         for it, frame in zip(items, predictions):
             self._publish(it, frame, wanted[id(it.source)], start, heads_ms, len(items))
 

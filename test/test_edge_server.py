@@ -18,8 +18,6 @@ from mtl_split_core.bundle import load_manifest
 from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
 
-pytestmark = pytest.mark.ros
-
 _stamps = itertools.count(1)
 
 
@@ -145,6 +143,7 @@ def assert_same(results, reference, manifest):
             np.testing.assert_allclose(np.frombuffer(p.scores, np.float32), ref[p.task].scores, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.ros
 def test_results_equal_offline_inference(pipeline, offline):
     msgs = [image_msg(f, "cam_a") for f in frames(6, seed=1)]
     results = [pipeline.send("a", m, "robot_a") for m in msgs]
@@ -162,6 +161,7 @@ def test_results_equal_offline_inference(pipeline, offline):
     assert -1000 < r.transport_ms < 1000 and r.queue_ms >= 0
 
 
+@pytest.mark.ros
 def test_two_namespaces_keep_their_results(pipeline):
     a = image_msg(frames(1, seed=2)[0], "cam_a")
     b = image_msg(frames(1, seed=3)[0], "cam_b2")
@@ -171,6 +171,7 @@ def test_two_namespaces_keep_their_results(pipeline):
     assert all(key(r.header)[2] != "cam_a" for r in pipeline.results["robot_b"])
 
 
+@pytest.mark.ros
 def test_compressed_and_mono8_inputs(pipeline, offline):
     rgb = frames(2, seed=4)
     png = compressed_msg(rgb[0], "cam_b")
@@ -181,6 +182,7 @@ def test_compressed_and_mono8_inputs(pipeline, offline):
     assert pipeline.send("b", jpeg, "robot_b").predictions
 
 
+@pytest.mark.ros
 def test_bad_images_are_counted_and_dropped(pipeline):
     good = frames(1, seed=5)[0]
     pipeline.send("a", image_msg(good, "cam_a"), "robot_a")  # the edge is up and matched
@@ -201,6 +203,7 @@ def test_bad_images_are_counted_and_dropped(pipeline):
     assert "step 7" in pipeline.edge_a.log(200)
 
 
+@pytest.mark.ros
 def test_server_drops_foreign_and_truncated_features(pipeline):
     from mtl_split.msg import SharedFeatures
 
@@ -229,6 +232,7 @@ def test_server_drops_foreign_and_truncated_features(pipeline):
     assert pipeline.server.alive
 
 
+@pytest.mark.ros
 def test_heads_nobody_listens_to_are_not_run(pipeline, offline):
     from mtl_split.msg import SharedFeatures, TaskResult
 
@@ -250,6 +254,7 @@ def test_heads_nobody_listens_to_are_not_run(pipeline, offline):
     assert only[0].prediction.class_id == offline.server.predict(offline.edge.features([image]))[0][task].class_id
 
 
+@pytest.mark.ros
 def test_batched_cameras_and_task_subscriptions(pipeline):
     """Edge B batches its two cameras; a subscriber of one task gets only that task."""
     from mtl_split.msg import TaskResult
@@ -267,6 +272,7 @@ def test_batched_cameras_and_task_subscriptions(pipeline):
     assert all(r.prediction.task == task for r in only)
 
 
+@pytest.mark.ros
 def test_lifecycle_transitions(ros, launcher, tiny_bundle):
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import ChangeState, GetState
@@ -325,7 +331,18 @@ def test_lifecycle_transitions(ros, launcher, tiny_bundle):
     assert edge.stop() == 0
 
 
+@pytest.mark.ros
 def test_scores_are_float32_arrays(pipeline):
     r = pipeline.send("a", image_msg(frames(1, seed=9)[0], "cam_a"), "robot_a")
     assert isinstance(r.predictions[0].scores, array.array)
     assert abs(sum(r.predictions[0].scores) - 1.0) < 1e-4
+
+
+def test_docs_describe_every_parameter():
+    from pathlib import Path
+
+    from mtl_split_ros.params import NODES
+
+    doc = (Path(__file__).parent.parent / "docs" / "nodes.md").read_text()
+    missing = [f"{spec.name}.{p.name}" for spec in NODES.values() for p in spec.params if f"`{p.name}`" not in doc]
+    assert not missing, f"docs/nodes.md does not describe {missing}"
