@@ -51,7 +51,7 @@ def _check_against_torch(model: SplitModel, out_dir: Path, images: torch.Tensor)
     import onnxruntime as ort
 
     with torch.no_grad():
-        features = model.edge_part()(images)
+        features = model.edge(images)
         logits = model.server_part()(features)
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -93,8 +93,8 @@ def export_bundle(
     size = model.spec.input_size
     images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        features = model.edge_part()(images)
-    _export_onnx(model.edge_part(), images, out_dir / BACKBONE_FILE, IMAGE_INPUT, [FEATURES_NAME])
+        features = model.edge(images)
+    _export_onnx(model.edge, images, out_dir / BACKBONE_FILE, IMAGE_INPUT, [FEATURES_NAME])
     _export_onnx(model.server_part(), features, out_dir / HEADS_FILE, FEATURES_NAME,
                  [heads_output(t.name) for t in model.tasks])
     _check_against_torch(model, out_dir, images)
@@ -120,7 +120,7 @@ def export_bundle(
             "model": dataclasses.asdict(model.spec),
             "split_index": model.split_index,
             "stages": [s.name for s in model.stage_infos],
-            "edge_params": count_parameters(model.edge_part()),
+            "edge_params": count_parameters(model.edge),
             "server_params": count_parameters(model.server_part()),
             "onnx_opset": OPSET,
         },

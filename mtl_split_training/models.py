@@ -44,7 +44,11 @@ class ModelSpec:
 
 
 class SplitModel(nn.Module):
-    """forward(images) -> {task: logits}; `edge_part()` and `server_part()` are what the bundle exports."""
+    """forward(images) -> {task: logits}; `edge` and `server_part()` are what the bundle exports.
+
+    `edge` and `server` are fresh Sequential views over the registered stages; the state dict
+    (stages.*, encoder.*, decoder.*, heads.*) does not depend on the split point, so a model
+    re-cut at another stage loads the same weights."""
 
     def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], load_pretrained: bool = True):
         super().__init__()
@@ -67,12 +71,14 @@ class SplitModel(nn.Module):
         restore the mode of the module they get, recursively)."""
         return nn.Sequential(*[m for m in modules if m is not None]).train(self.training)
 
-    def edge_part(self) -> nn.Sequential:
-        """Image -> split tensor (what backbone.onnx computes)."""
+    @property
+    def edge(self) -> nn.Sequential:
+        """Image -> split tensor (what backbone.onnx computes): stages[:k+1] + encoder."""
         return self._view([*self.stages[:self.split_index + 1], self.encoder])
 
-    def server_trunk(self) -> nn.Sequential:
-        """Split tensor -> the representation the heads read."""
+    @property
+    def server(self) -> nn.Sequential:
+        """Split tensor -> the representation the heads read: decoder + stages[k+1:]."""
         return self._view([self.decoder, *self.stages[self.split_index + 1:]])
 
     @property
@@ -83,14 +89,14 @@ class SplitModel(nn.Module):
     def _probe_shapes(self, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         was_training = self.training
         self.eval()
-        features = self.edge_part()(torch.zeros(1, 3, size, size))
-        trunk = self.server_trunk()(features)
+        features = self.edge(torch.zeros(1, 3, size, size))
+        trunk = self.server(features)
         self.train(was_training)
         return tuple(features.shape[1:]), tuple(trunk.shape[1:])
 
     def shared(self, images: torch.Tensor) -> torch.Tensor:
         """The representation every head reads (last shared tensor, for Jacobian descent)."""
-        return self.server_trunk()(self.edge_part()(images))
+        return self.server(self.edge(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.shared(images)
@@ -103,7 +109,7 @@ class SplitModel(nn.Module):
         return [list(h.parameters()) for h in self.heads]
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        return [*self.edge_part().parameters(), *self.server_trunk().parameters()]
+        return [*self.edge.parameters(), *self.server.parameters()]
 
 
 class ServerPart(nn.Module):
@@ -111,7 +117,7 @@ class ServerPart(nn.Module):
 
     def __init__(self, model: SplitModel):
         super().__init__()
-        self.server, self.heads = model.server_trunk(), model.heads
+        self.server, self.heads = model.server, model.heads
         self.train(model.training)  # a fresh Module says training=True; exporters restore that mode
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -189,4 +189,4 @@ class MemberTrainer:
             })
         ctx.barrier()
         return MemberResult(history, test, sum(h["train_seconds"] for h in history),
-                            count_parameters(self.model.edge_part()), count_parameters(self.model))
+                            count_parameters(self.model.edge), count_parameters(self.model))

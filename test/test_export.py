@@ -49,7 +49,7 @@ def test_onnx_runtime_matches_torch(tmp_path, spec):
     manifest = export_bundle(model, tmp_path / "bundle")
     images = torch.randn(3, 3, 32, 32)  # batch 3: the export probed with 2, the batch axis is dynamic
     with torch.no_grad():
-        features = model.edge_part()(images)
+        features = model.edge(images)
         logits = model(images)
     onnx_features = _session(tmp_path / "bundle" / BACKBONE_FILE).run([FEATURES_NAME], {IMAGE_INPUT: images.numpy()})[0]
     np.testing.assert_allclose(onnx_features, features.numpy(), atol=1e-4, rtol=1e-3)

@@ -44,12 +44,12 @@ def test_every_split_point_computes_the_same_function():
         model = SplitModel(ModelSpec(backbone="resnet18", split=split, input_size=32), TASKS).eval()
         model.load_state_dict(full.state_dict())  # same stage modules, different edge/server cut
         with torch.no_grad():
-            features = model.edge_part()(x)
+            features = model.edge(x)
             out = model.server_part()(features)
         assert features.shape[1] == model.stage_infos[split].channels
         for task, logits in zip(TASKS, out):
             torch.testing.assert_close(logits, expected[task.name])
-        edge_sizes.append(count_parameters(model.edge_part()))
+        edge_sizes.append(count_parameters(model.edge))
     assert edge_sizes == sorted(edge_sizes) and edge_sizes[0] < edge_sizes[-1]
 
 
@@ -57,7 +57,7 @@ def test_split_by_name_and_bottleneck_shapes():
     model = SplitModel(ModelSpec(split="blocks.3", bottleneck=16, head="pooled", input_size=64), TASKS)
     assert model.split_point == "blocks.3"
     assert model.feature_shape == (16, 4, 4)  # stride 16 at 64 px, 16 bottleneck channels
-    assert len(model.server_trunk()) > 1  # decoder + the remaining stages run on the server
+    assert len(model.server) > 1  # decoder + the remaining stages run on the server
     out = model(torch.randn(2, 3, 64, 64))
     assert out["b"].shape == (2, 3)
 
