@@ -10,6 +10,9 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codec": ("mtl_split_tools.bench_codec", "SharedFeatures encode/publish/receive/decode over loopback"),
     "memory": ("mtl_split_tools.bench_memory", "edge memory: MTL-Split vs single-task deployments (ONNX Runtime RSS)"),
+    "bandwidth": ("mtl_split_tools.bench_bandwidth", "bytes/frame vs accuracy: images, split tensor codecs, learned bottleneck"),
+    "split": ("mtl_split_tools.bench_split", "every split point: edge/server compute, bytes, accuracy (feeds mtl-split plan)"),
+    "tasks": ("mtl_split_tools.bench_tasks", "1..16 tasks: edge memory, bytes, server compute, latency, MTL vs STL"),
     "pipeline": ("mtl_split_tools.bench_pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
 }
 

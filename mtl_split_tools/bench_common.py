@@ -201,13 +201,66 @@ def decode_image(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 
-def dataset_frames(size: int, count: int, tasks: Sequence[str] | None = None, seed: int = 0
-                ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """`count` rendered test-split frames and their labels per task (what trained models test on)."""
-    from mtl_split_training.datasets import DataOptions, open_data
+def trained_bundle(work: Path, raw: dict[str, Any]) -> Path:
+    """Train a raw config (the code path of `mtl-split train`) and export it; cached by the
+    config, so the benchmark trains once and later runs only measure."""
+    def build(out: Path) -> None:
+        from mtl_split_training.config import config_from_dict
+        from mtl_split_training.export import export_run
+        from mtl_split_training.run import train_run
 
-    split = open_data("shapes", DataOptions(size=size, tasks=tuple(tasks) if tasks else None, seed=seed)).split("test")
-    n = min(count, len(split))
-    samples = [split.sample(i) for i in range(n)]
+        train_run(config_from_dict(raw), raw, out / "run", overwrite=True)
+        export_run(out / "run", out / "bundle")
+
+    key = {"backbone": raw["model"]["backbone"], "size": raw["data"]["size"], "config": raw}
+    return cached_dir(work / "trained", key, build) / "bundle"
+
+
+def config_frames(raw: dict[str, Any], count: int, split: str = "test"
+                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Up to `count` frames of a config's split (the held-out frames a run trained on `raw` is
+    tested on) and their labels per task."""
+    from mtl_split_training.config import config_from_dict
+    from mtl_split_training.datasets import open_data
+
+    cfg = config_from_dict(raw)
+    images = open_data(cfg.data.spec, cfg.data.options(cfg.seed)).split(split)
+    samples = [images.sample(i) for i in range(min(count, len(images)))]
     labels = {t: np.array([s[1][t] for s in samples]) for t in samples[0][1]}
     return [s[0] for s in samples], labels
+
+
+def rendered_frames(size: int, count: int) -> list[np.ndarray]:
+    """Rendered scenes for measurements that need realistic images but no labels."""
+    return config_frames({"data": {"size": size, "test_size": count}}, count)[0]
+
+
+# --- wire sizes -------------------------------------------------------------------------------
+
+def feature_message_bytes(enc: Any, model_id: str) -> int:
+    """Serialized (CDR) size of the SharedFeatures message carrying enc: what DDS sends."""
+    from rclpy.serialization import serialize_message
+
+    from mtl_split.msg import SharedFeatures
+
+    from mtl_split_core import codec
+
+    msg = SharedFeatures()
+    msg.header.frame_id = "camera"
+    msg.model_id = model_id
+    return len(serialize_message(codec.to_message(enc, msg)))
+
+
+def image_message_bytes(data: bytes, fmt: str, shape: tuple[int, ...] | None = None) -> int:
+    """Serialized size of a sensor_msgs CompressedImage (fmt jpeg/png) or, with shape, an
+    rgb8 Image carrying data."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    if shape is not None:
+        msg = Image(height=shape[0], width=shape[1], encoding="rgb8", step=shape[1] * 3)
+    else:
+        msg = CompressedImage(format=fmt)
+    msg.header.frame_id = "camera"
+    msg.data = data
+    return len(serialize_message(msg))

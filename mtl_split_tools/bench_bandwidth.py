@@ -1,0 +1,215 @@
+"""`mtl-split bench bandwidth`: bytes per frame against accuracy, for every way to ship a frame.
+
+Two models are trained (cached under --work): the paper's MTL model (raw split tensor) and
+the same model with a learned int8 bottleneck at the split. On the same held-out frames we
+measure, per representation, the serialized ROS message size, the payload size, encode and
+decode time, and every task's accuracy:
+
+    images     raw rgb8, PNG, JPEG-75, JPEG-90 (the server decodes and runs the whole MTL model)
+    features   float32 (the paper's wire), float16, int8, int8+zstd, per-channel int8+zstd
+    bottleneck the bottleneck model's int8 code + zstd (and without zstd)
+
+Aim: at least 10x fewer bytes than JPEG-90 of the same frames with at most 1 accuracy
+point lost against the float32 split tensor. The result says which way it fell.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bench_common as bc
+
+TASKS = ("shape", "scale", "object_hue")
+BACKBONE = "mobilenetv3_small_100"
+# (name, dtype, codec, per_channel) of the raw split tensor, all from the MTL model.
+FEATURE_CASES = (
+    ("float32", "float32", "none", False),
+    ("float16", "float16", "none", False),
+    ("int8", "int8", "none", False),
+    ("int8+zstd", "int8", "zstd", False),
+    ("int8/ch+zstd", "int8", "zstd", True),
+)
+JPEG_QUALITIES = (75, 90)
+AIM_RATIO, AIM_POINTS = 10.0, 1.0
+
+
+def train_config(size: int, epochs: int, train_size: int, bottleneck: int | None) -> dict[str, Any]:
+    """The raw `mtl-split train` config of the benchmark's models (demo-like, smaller)."""
+    return {
+        "name": f"bench_bandwidth_{'bn' + str(bottleneck) if bottleneck else 'mtl'}", "mode": "mtl", "seed": 0,
+        "data": {"spec": "shapes", "size": size, "tasks": list(TASKS), "train_size": train_size,
+                 "val_size": 500, "test_size": 1000},
+        "model": {"backbone": BACKBONE, "split": -1, "head": "paper", "bottleneck": bottleneck},
+        "train": {"epochs": epochs, "batch_size": 64, "lr": 2.0e-3, "weight_decay": 1.0e-2, "schedule": "cosine"},
+    }
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training budget options (shared with bench split, which re-cuts this model)."""
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 6; --full 20)")
+    p.add_argument("--train-size", type=int, default=None, help="training frames (default 6000; --full 40000)")
+
+
+def training_config(args: argparse.Namespace, size: int, bottleneck: int | None = None) -> dict[str, Any]:
+    """train_config at the budget the arguments ask for."""
+    return train_config(size, args.epochs or (20 if args.full else 6),
+                        args.train_size or (40000 if args.full else 6000), bottleneck)
+
+
+def _accuracy(predictions: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dict[str, float]:
+    return {t: round(float(np.mean(np.array([p[t].class_id for p in predictions]) == labels[t])), 4) for t in labels}
+
+
+def _row(name: str, kind: str, messages: list[int], payloads: list[int], acc: dict[str, float],
+         encode_ms: list[float], decode_ms: list[float]) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "message_bytes": float(np.mean(messages)),
+            "payload_bytes": float(np.mean(payloads)), "accuracy": acc,
+            "mean_accuracy": round(float(np.mean(list(acc.values()))), 4),
+            "encode_ms": round(float(np.median(encode_ms)), 4), "decode_ms": round(float(np.median(decode_ms)), 4)}
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    import time
+
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def feature_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.ndarray],
+                 cases: tuple[tuple[str, str | None, str | None, bool], ...], kind: str) -> list[dict[str, Any]]:
+    """One row per wire format of this bundle's split tensor (None: the bundle's default)."""
+    from mtl_split_core.runtime import EdgeModel, ServerModel
+
+    server = ServerModel(bundle, max_batch=64)
+    features = EdgeModel(bundle, max_batch=64).features(frames)
+    rows = []
+    for name, dtype, codec_name, per_channel in cases:
+        edge = EdgeModel(bundle, dtype=dtype, codec_name=codec_name, per_channel=per_channel)
+        encoded, enc_ms = zip(*(_timed(edge.encode, f) for f in features))
+        decoded, dec_ms = zip(*(_timed(server.decode, e) for e in encoded))
+        acc = _accuracy(server.predict(np.stack(decoded)), labels)
+        model_id = edge.manifest.model_id
+        rows.append(_row(name, kind, [bc.feature_message_bytes(e, model_id) for e in encoded],
+                         [e.wire_bytes for e in encoded], acc, list(enc_ms), list(dec_ms)))
+    return rows
+
+
+def image_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The frame itself sent to a server that runs the whole MTL model on what it decodes."""
+    from mtl_split_core.runtime import EdgeModel, ServerModel
+
+    edge, server = EdgeModel(bundle, max_batch=64), ServerModel(bundle, max_batch=64)
+    codecs = {"raw rgb8": None, "PNG": bc.png, **{f"JPEG-{q}": (lambda im, q=q: bc.jpeg(im, q)) for q in JPEG_QUALITIES}}
+    rows = []
+    for name, encode in codecs.items():
+        if encode is None:
+            data = [(f.tobytes(), 0.0) for f in frames]
+            seen, dec_ms = frames, [0.0] * len(frames)
+            messages = [bc.image_message_bytes(d, "rgb8", f.shape) for (d, _), f in zip(data, frames)]
+        else:
+            data = [_timed(encode, f) for f in frames]
+            seen, dec_ms = zip(*(_timed(bc.decode_image, d) for d, _ in data))
+            messages = [bc.image_message_bytes(d, name.split("-")[0].lower()) for d, _ in data]
+        acc = _accuracy(server.predict(edge.features(list(seen))), labels)
+        rows.append(_row(name, "image", messages, [len(d) for d, _ in data], acc, [t for _, t in data], list(dec_ms)))
+    return rows
+
+
+def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by = {r["name"]: r for r in rows}
+    ref, jpg = by["float32"], by["JPEG-90"]
+    bn = next(r for r in rows if r["kind"] == "bottleneck" and r["name"].endswith("zstd"))
+    ratio = jpg["message_bytes"] / bn["message_bytes"]
+    points = 100 * (bn["mean_accuracy"] - ref["mean_accuracy"])
+    return {"compact": bn["name"], "bytes_compact": bn["message_bytes"], "bytes_jpeg90": jpg["message_bytes"],
+            "bytes_float32": ref["message_bytes"], "ratio_vs_jpeg90": round(ratio, 2),
+            "ratio_vs_float32": round(ref["message_bytes"] / bn["message_bytes"], 2),
+            "accuracy_points_vs_float32": round(points, 2),
+            "aim": f">= {AIM_RATIO:g}x fewer bytes than JPEG-90, <= {AIM_POINTS:g} point lost vs float32",
+            "aim_met": bool(ratio >= AIM_RATIO and points >= -AIM_POINTS)}
+
+
+def run(mtl_cfg: dict[str, Any], bn_cfg: dict[str, Any], frames: int, work: Path) -> dict[str, Any]:
+    size, bottleneck = mtl_cfg["data"]["size"], bn_cfg["model"]["bottleneck"]
+    models = {}
+    for label, cfg in bc.progress([("mtl", mtl_cfg), ("bottleneck", bn_cfg)], desc="train (cached)", unit="model"):
+        models[label] = bc.trained_bundle(work, cfg)
+    images, labels = bc.config_frames(mtl_cfg, frames)
+    bn_name = f"bottleneck{bottleneck}+int8"
+    rows = [*image_rows(models["mtl"], images, labels),
+            *feature_rows(models["mtl"], images, labels, FEATURE_CASES, "features"),
+            *feature_rows(models["bottleneck"], images, labels,
+                          ((bn_name, None, "none", False), (bn_name + "+zstd", None, "zstd", False)), "bottleneck")]
+    return {"benchmark": "bandwidth", "backbone": BACKBONE, "input_size": size, "tasks": list(TASKS),
+            "frames": len(images), "bottleneck_channels": bottleneck,
+            "training": {"mtl": mtl_cfg, "bottleneck": bn_cfg}, "bundles": {k: str(v) for k, v in models.items()},
+            "bytes": "message_bytes = serialized ROS message (SharedFeatures / Image / CompressedImage); "
+                     "payload_bytes = tensor or image bytes", "rows": rows, "headline": headline(rows)}
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    plt = bc.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"image": ("s", "tab:red"), "features": ("o", "tab:blue"), "bottleneck": ("*", "tab:green")}
+    for kind, (marker, color) in styles.items():
+        rows = [r for r in result["rows"] if r["kind"] == kind]
+        ax.scatter([r["message_bytes"] for r in rows], [100 * r["mean_accuracy"] for r in rows], marker=marker,
+                   color=color, s=70 if marker == "*" else 36, label=kind, zorder=3)
+        for r in rows:
+            ax.annotate(r["name"], (r["message_bytes"], 100 * r["mean_accuracy"]), fontsize=7,
+                        xytext=(4, -9 if r["name"].startswith("int8/") else 3), textcoords="offset points")
+    front = _pareto(result["rows"])
+    ax.step([r["message_bytes"] for r in front], [100 * r["mean_accuracy"] for r in front], where="post",
+            color="grey", alpha=0.5, lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per frame on the wire (serialized message, log scale)")
+    ax.set_ylabel(f"mean accuracy over {len(result['tasks'])} tasks (%)")
+    ax.set_title(f"{result['backbone']} at {result['input_size']} px, {result['frames']} test frames", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return bc.save_figure(fig, path)
+
+
+def _pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows no other row beats on both bytes and accuracy, by increasing bytes."""
+    front, best = [], -1.0
+    for r in sorted(rows, key=lambda r: (r["message_bytes"], -r["mean_accuracy"])):
+        if r["mean_accuracy"] > best:
+            front.append(r)
+            best = r["mean_accuracy"]
+    return front
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    bc.add_common_arguments(p, "bandwidth")
+    p.add_argument("--size", type=int, default=None, help="input size (default 64; --full 224)")
+    add_training_arguments(p)
+    p.add_argument("--bottleneck", type=int, default=16, help="learned bottleneck channels")
+    p.add_argument("--frames", type=int, default=1000, help="test frames (at most the test split's 1000)")
+
+
+def main(args: argparse.Namespace) -> int:
+    size = args.size or (224 if args.full else 64)
+    result = run(training_config(args, size), training_config(args, size, args.bottleneck), args.frames, args.work)
+    table = [{**r, **{f"acc_{t}": v for t, v in r["accuracy"].items()}} for r in result["rows"]]
+    bc.print_table(table, [("name", "representation"), ("message_bytes", "msg B"), ("payload_bytes", "payload B"),
+                           *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),
+                           ("encode_ms", "enc ms"), ("decode_ms", "dec ms")])
+    h = result["headline"]
+    print(f"{h['compact']}: {h['bytes_compact']:.0f} B/frame = {h['ratio_vs_jpeg90']}x fewer than JPEG-90, "
+          f"{h['ratio_vs_float32']}x fewer than float32; {h['accuracy_points_vs_float32']:+.2f} accuracy points "
+          f"vs float32 -> aim {'met' if h['aim_met'] else 'NOT met'}")
+    bc.write_result(args.out, result)
+    plot(result, bc.png_path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

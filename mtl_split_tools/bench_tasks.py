@@ -1,0 +1,129 @@
+"""`mtl-split bench tasks`: how MTL-Split and single-task models scale from 1 to 16 tasks.
+
+For N tasks (the dataset's six factors, then synthetic 10-class heads: memory, bytes and
+compute do not depend on what a head learned) we compare, side by side in one run:
+
+    MTL-Split   one backbone on the edge, one features message per frame, N heads on the server
+    STL split   N single-task models: N backbones on the edge, N messages, N one-head servers
+
+per frame: edge memory (peak RSS of a process holding the edge models, as in bench memory),
+edge compute, bytes on the wire (float32 as the paper sends, and int8+zstd), server compute,
+and end-to-end latency = edge + bytes / link rate + server (the literature's model, every
+term measured here except the link, which is --bandwidth). Random init, BatchNorm at its
+initial statistics: float32 sizes and compute are exact, int8+zstd sizes only indicative.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bench_common as bc
+from .bench_memory import measure, peak_rss_kb
+
+WIRE = (("float32", "float32", "none"), ("int8+zstd", "int8", "zstd"))
+RUNS = 20
+
+
+def profile_bundle(bundle: Path, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Edge and server compute (ms, batch 1) and bytes per frame of one bundle."""
+    from mtl_split_core import codec
+    from mtl_split_core.bundle import FEATURES_NAME, HEADS_FILE, load_manifest
+    from mtl_split_core.runtime import EdgeModel
+
+    manifest = load_manifest(bundle)
+    edge = EdgeModel(bundle, threads=0)
+    features = edge.features(frames)
+    server = bc.ort_session(bundle / HEADS_FILE)
+    out = {"edge_ms": bc.median_ms(lambda: edge.features(frames[:1]), RUNS),
+           "server_ms": bc.median_ms(lambda: server.run({FEATURES_NAME: features[:1]}), RUNS)}
+    for name, dtype, c in WIRE:
+        encoded = [codec.encode(f, dtype, c) for f in features]
+        out[f"bytes_{name}"] = float(np.mean([bc.feature_message_bytes(e, manifest.model_id) for e in encoded]))
+        out[f"encode_ms_{name}"] = bc.median_ms(lambda: codec.encode(features[0], dtype, c), RUNS)
+    return out
+
+
+def _deployment(profiles: list[dict[str, Any]], memory: dict[str, Any], mbps: float) -> dict[str, Any]:
+    """Per-frame totals of a deployment made of these bundles (all run for every frame)."""
+    row: dict[str, Any] = {"edge_rss_mb": memory["peak_rss_mb"], "edge_param_bytes": memory["param_bytes"],
+                           "edge_ms": sum(p["edge_ms"] for p in profiles),
+                           "server_ms": sum(p["server_ms"] for p in profiles)}
+    for name, _, _ in WIRE:
+        nbytes = sum(p[f"bytes_{name}"] for p in profiles)
+        row[f"bytes_{name}"] = nbytes
+        row[f"e2e_ms_{name}"] = (row["edge_ms"] + sum(p[f"encode_ms_{name}"] for p in profiles)
+                                 + bc.transfer_ms(nbytes, mbps) + row["server_ms"])
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def run(backbone: str, counts: tuple[int, ...], size: int, mbps: float, work: Path) -> dict[str, Any]:
+    all_tasks = bc.task_classes(max(counts))
+    names = list(all_tasks)
+    frames = bc.rendered_frames(size, 8)
+    baseline_kb = peak_rss_kb([])
+    stl: dict[str, tuple[Path, dict[str, Any]]] = {}
+    rows = []
+    for n in bc.progress(counts, desc="bench tasks", unit="N"):
+        tasks = {t: all_tasks[t] for t in names[:n]}
+        mtl = bc.random_bundle(work, backbone, tasks, size)
+        for i, t in enumerate(names[:n]):
+            if t not in stl:
+                b = bc.random_bundle(work, backbone, {t: all_tasks[t]}, size, seed=1 + i)
+                stl[t] = (b, profile_bundle(b, frames))
+        mine = [stl[t] for t in names[:n]]
+        rows.append({"tasks": n, "deployment": "mtl_split",
+                     **_deployment([profile_bundle(mtl, frames)], measure([mtl / "backbone.onnx"], baseline_kb, 1), mbps)})
+        rows.append({"tasks": n, "deployment": "stl_split",
+                     **_deployment([p for _, p in mine], measure([b / "backbone.onnx" for b, _ in mine], baseline_kb, 1),
+                                   mbps)})
+    return {"benchmark": "tasks", "backbone": backbone, "input_size": size, "bandwidth_mbps": mbps,
+            "weights": "random init", "wire": [w[0] for w in WIRE], "rows": rows,
+            "e2e": "edge compute + encode + bytes*8/bandwidth + server compute (all measured except the link)"}
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    plt = bc.pyplot()
+    panels = [("edge_rss_mb", "edge peak RSS (MB)"), ("bytes_float32", "bytes/frame (float32)"),
+              ("server_ms", "server compute (ms/frame)"), ("e2e_ms_float32", f"end-to-end ms @ {result['bandwidth_mbps']} Mbit/s")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.0))
+    for ax, (key, label) in zip(axes, panels):
+        for dep, style in (("mtl_split", "o-"), ("stl_split", "s--")):
+            rows = [r for r in result["rows"] if r["deployment"] == dep]
+            ax.plot([r["tasks"] for r in rows], [r[key] for r in rows], style, label=dep)
+        ax.set_xlabel("tasks")
+        ax.set_title(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result['backbone']} at {result['input_size']} px: MTL-Split vs single-task models", fontsize=9)
+    return bc.save_figure(fig, path)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    bc.add_common_arguments(p, "tasks")
+    p.add_argument("--backbone", default="mobilenetv3_small_100")
+    p.add_argument("--counts", default=None, help="task counts (default 1,2,4,8,16; --full 1..16)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--bandwidth", type=float, default=bc.LINKS_MBPS["4g"], help="link Mbit/s for end-to-end latency")
+
+
+def main(args: argparse.Namespace) -> int:
+    counts = tuple(int(n) for n in args.counts.split(",")) if args.counts else (
+        tuple(range(1, 17)) if args.full else (1, 2, 4, 8, 16))
+    result = run(args.backbone, counts, args.size, args.bandwidth, args.work)
+    bc.print_table(result["rows"], [("tasks", "N"), ("deployment", "deployment"), ("edge_rss_mb", "edge RSS MB"),
+                                    ("edge_ms", "edge ms"), ("bytes_float32", "B f32"), ("bytes_int8+zstd", "B int8+zstd"),
+                                    ("server_ms", "server ms"), ("e2e_ms_float32", "e2e ms f32"),
+                                    ("e2e_ms_int8+zstd", "e2e ms int8+zstd")])
+    bc.write_result(args.out, result)
+    plot(result, bc.png_path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

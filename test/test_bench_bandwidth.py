@@ -1,0 +1,80 @@
+"""`mtl-split bench bandwidth` and `bench split` + `mtl-split plan` at their tiniest: real
+(tiny) training runs, real exports, real ONNX Runtime, real serialized ROS messages."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.training, pytest.mark.ros]
+
+TINY = ["--epochs", "1", "--train-size", "64", "--frames", "40"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    pytest.importorskip("mtl_split_training.testing", reason="training needs torch/timm")
+    pytest.importorskip("rclpy", reason="message sizes need the ROS 2 wheels (make setup)")
+    return tmp_path_factory.mktemp("bench_work")
+
+
+def test_bandwidth_bench_is_consistent(work, tmp_path):
+    from mtl_split_tools.cli import main
+
+    out = tmp_path / "bandwidth.json"
+    assert main(["bench", "bandwidth", "--size", "32", "--bottleneck", "8", *TINY, "--out", str(out),
+                 "--work", str(work)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["name"]: r for r in result["rows"]}
+    size = 32 * 32 * 3
+    assert rows["raw rgb8"]["payload_bytes"] == size
+    # Lossless image codecs give the float32 pipeline's exact predictions.
+    assert rows["PNG"]["accuracy"] == rows["raw rgb8"]["accuracy"] == rows["float32"]["accuracy"]
+    assert rows["float16"]["payload_bytes"] < rows["float32"]["payload_bytes"]
+    assert rows["int8"]["payload_bytes"] < rows["float16"]["payload_bytes"]
+    assert rows["bottleneck8+int8"]["payload_bytes"] < rows["int8"]["payload_bytes"]
+    assert all(r["message_bytes"] > r["payload_bytes"] > 0 for r in rows.values())
+    assert all(0 <= a <= 1 for r in rows.values() for a in r["accuracy"].values())
+    h = result["headline"]
+    assert h["ratio_vs_jpeg90"] == pytest.approx(rows["JPEG-90"]["message_bytes"] / h["bytes_compact"], rel=0.01)
+    assert h["aim_met"] == (h["ratio_vs_jpeg90"] >= 10 and h["accuracy_points_vs_float32"] >= -1)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_split_bench_and_plan(work, tmp_path, capsys):
+    from mtl_split_tools.cli import main
+    from mtl_split_tools.plan_command import load_measurement, plan
+
+    out = tmp_path / "split.json"
+    assert main(["bench", "split", "--size", "32", "--trained-size", "32", *TINY, "--out", str(out),
+                 "--work", str(work)]) == 0
+    result = json.loads(out.read_text())
+    random, trained = result["measurements"]
+    assert random["accuracy_measured"] is False and trained["accuracy_measured"] is True
+    for m in (random, trained):
+        idx = [r["split_index"] for r in m["rows"]]
+        assert idx == list(range(len(idx))) and len(idx) >= 3
+        for r in m["rows"]:
+            c = r["codecs"]
+            assert c["float32"]["payload_bytes"] > c["float16"]["payload_bytes"] > c["int8"]["payload_bytes"]
+            assert r["edge_ms"] > 0 and r["server_ms"] > 0
+    # Same weights cut elsewhere: float32 accuracy must not depend on the split point (up to
+    # one frame whose near-tied logits may flip with float rounding).
+    for task in trained["tasks"]:
+        accs = [r["codecs"]["float32"]["accuracy"][task] for r in trained["rows"]]
+        assert max(accs) - min(accs) <= 1 / trained["frames"] + 1e-9
+
+    m = load_measurement(out, "mobilenetv3_small_100", 32)
+    assert m == trained
+    ranked = plan(m, mbps=1.1)
+    assert ranked == sorted(ranked, key=lambda c: (c["why_not"] is not None, c["total_ms"]))
+    slow_link = plan(m, mbps=0.01)[0]
+    assert slow_link["deployment"].startswith("whole model on the edge")  # nothing beats sending nothing
+    tight = plan(m, mbps=1000, edge_ms=0.0)
+    assert all(c["why_not"] for c in tight)
+
+    assert main(["plan", "--backbone", "mobilenetv3_small_100", "--size", "32", "--bandwidth", "5.85",
+                 "--report", str(out)]) == 0
+    assert "recommended:" in capsys.readouterr().out
+    assert main(["plan", "--backbone", "vgg16", "--bandwidth", "5.85", "--report", str(out)]) == 2
+    assert main(["plan", "--backbone", "vgg16", "--bandwidth", "5.85", "--report", str(tmp_path / "no.json")]) == 2
