@@ -88,6 +88,14 @@ class Pipeline:
         self.results = {ns: ros.collect(MultiTaskResult, f"/{ns}/mtl_split/results") for ns in ("robot_a", "robot_b")}
         self.features = ros.collect(SharedFeatures, "/robot_a/mtl_split/features")
         self.diagnostics = ros.collect(DiagnosticArray, "/diagnostics", 100)
+        # Every node and every subscription of ours discovered: a frame per camera goes through
+        # and robot A's features reach us too.
+        warm = frames(1, seed=0)[0]
+        self.send("b", compressed_msg(warm, "cam_b"), "robot_b", timeout=60)
+        self.send("b2", image_msg(warm, "cam_b2"), "robot_b", timeout=60)
+        msg = image_msg(warm, "cam_a")
+        ros.wait_for(lambda: any(key(f.header) == key(msg.header) for f in self.features), 60,
+                     "robot A's features to reach the test", tick=lambda: self.pub["a"].publish(msg), tick_every=0.5)
 
     def send(self, pub: str, msg, ns: str, timeout: float = 30.0):
         """Publish until the result for msg arrives (the first frames may meet a pipeline
@@ -150,6 +158,8 @@ def test_results_equal_offline_inference(pipeline, offline):
     assert_same(results, offline(msgs), pipeline.manifest)
     # The untrained tiny model's outputs vary little between frames, so also check each
     # frame's features bit for bit: a mixed-up or mis-converted frame cannot pass this.
+    wanted = {key(m.header) for m in msgs}
+    pipeline.ros.wait_for(lambda: wanted <= {key(f.header) for f in pipeline.features}, 10, "every frame's features")
     sent = {key(f.header): codec.decode(codec.from_message(f)) for f in pipeline.features}
     reference = offline.edge.features([to_array(m) for m in msgs])
     assert not np.array_equal(reference[0], reference[1])
