@@ -121,17 +121,21 @@ def image_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.ndar
 
 
 def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The aim, checked on whole serialized messages (what crosses the network) and on
+    payloads (tensor vs image bytes, without either message's fixed fields)."""
     by = {r["name"]: r for r in rows}
     ref, jpg = by["float32"], by["JPEG-90"]
-    bn = next(r for r in rows if r["kind"] == "bottleneck" and r["name"].endswith("zstd"))
-    ratio = jpg["message_bytes"] / bn["message_bytes"]
+    bn = min((r for r in rows if r["kind"] == "bottleneck"), key=lambda r: r["message_bytes"])
     points = 100 * (bn["mean_accuracy"] - ref["mean_accuracy"])
-    return {"compact": bn["name"], "bytes_compact": bn["message_bytes"], "bytes_jpeg90": jpg["message_bytes"],
-            "bytes_float32": ref["message_bytes"], "ratio_vs_jpeg90": round(ratio, 2),
-            "ratio_vs_float32": round(ref["message_bytes"] / bn["message_bytes"], 2),
-            "accuracy_points_vs_float32": round(points, 2),
-            "aim": f">= {AIM_RATIO:g}x fewer bytes than JPEG-90, <= {AIM_POINTS:g} point lost vs float32",
-            "aim_met": bool(ratio >= AIM_RATIO and points >= -AIM_POINTS)}
+    out: dict[str, Any] = {"compact": bn["name"], "accuracy_points_vs_float32": round(points, 2),
+                           "aim": f">= {AIM_RATIO:g}x fewer bytes than JPEG-90, <= {AIM_POINTS:g} point lost vs float32"}
+    for unit in ("message", "payload"):
+        ratio = jpg[f"{unit}_bytes"] / bn[f"{unit}_bytes"]
+        out[unit] = {"compact_bytes": bn[f"{unit}_bytes"], "jpeg90_bytes": jpg[f"{unit}_bytes"],
+                     "float32_bytes": ref[f"{unit}_bytes"], "ratio_vs_jpeg90": round(ratio, 2),
+                     "ratio_vs_float32": round(ref[f"{unit}_bytes"] / bn[f"{unit}_bytes"], 2),
+                     "aim_met": bool(ratio >= AIM_RATIO and points >= -AIM_POINTS)}
+    return out
 
 
 def run(mtl_cfg: dict[str, Any], bn_cfg: dict[str, Any], frames: int, work: Path) -> dict[str, Any]:
@@ -160,13 +164,15 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         rows = [r for r in result["rows"] if r["kind"] == kind]
         ax.scatter([r["message_bytes"] for r in rows], [100 * r["mean_accuracy"] for r in rows], marker=marker,
                    color=color, s=70 if marker == "*" else 36, label=kind, zorder=3)
-        for r in rows:
-            ax.annotate(r["name"], (r["message_bytes"], 100 * r["mean_accuracy"]), fontsize=7,
-                        xytext=(4, -9 if r["name"].startswith("int8/") else 3), textcoords="offset points")
+    # Neighbours in bytes often share an accuracy: alternate their labels above and below.
+    for i, r in enumerate(sorted(result["rows"], key=lambda r: r["message_bytes"])):
+        ax.annotate(r["name"], (r["message_bytes"], 100 * r["mean_accuracy"]), fontsize=7, rotation=20,
+                    xytext=(3, 5 if i % 2 else -12), textcoords="offset points")
     front = _pareto(result["rows"])
     ax.step([r["message_bytes"] for r in front], [100 * r["mean_accuracy"] for r in front], where="post",
             color="grey", alpha=0.5, lw=1, label="Pareto front")
     ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.12)
     ax.set_xlabel("bytes per frame on the wire (serialized message, log scale)")
     ax.set_ylabel(f"mean accuracy over {len(result['tasks'])} tasks (%)")
     ax.set_title(f"{result['backbone']} at {result['input_size']} px, {result['frames']} test frames", fontsize=9)
@@ -201,9 +207,11 @@ def main(args: argparse.Namespace) -> int:
                            *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),
                            ("encode_ms", "enc ms"), ("decode_ms", "dec ms")])
     h = result["headline"]
-    print(f"{h['compact']}: {h['bytes_compact']:.0f} B/frame = {h['ratio_vs_jpeg90']}x fewer than JPEG-90, "
-          f"{h['ratio_vs_float32']}x fewer than float32; {h['accuracy_points_vs_float32']:+.2f} accuracy points "
-          f"vs float32 -> aim {'met' if h['aim_met'] else 'NOT met'}")
+    for unit in ("message", "payload"):
+        u = h[unit]
+        print(f"{h['compact']} {unit}: {u['compact_bytes']:.0f} B/frame = {u['ratio_vs_jpeg90']}x fewer than JPEG-90, "
+              f"{u['ratio_vs_float32']}x fewer than float32; {h['accuracy_points_vs_float32']:+.2f} accuracy points "
+              f"vs float32 -> aim {'met' if u['aim_met'] else 'NOT met'}")
     bc.write_result(args.out, result)
     plot(result, bc.png_path(args.out))
     return 0

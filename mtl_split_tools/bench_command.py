@@ -13,6 +13,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "bandwidth": ("mtl_split_tools.bench_bandwidth", "bytes/frame vs accuracy: images, split tensor codecs, learned bottleneck"),
     "split": ("mtl_split_tools.bench_split", "every split point: edge/server compute, bytes, accuracy (feeds mtl-split plan)"),
     "tasks": ("mtl_split_tools.bench_tasks", "1..16 tasks: edge memory, bytes, server compute, latency, MTL vs STL"),
+    "video": ("mtl_split_tools.bench_video", "30 Hz camera through the live nodes: FPS, latency, drops, QoS depth 1 vs 10"),
+    "network": ("mtl_split_tools.bench_network", "live pipeline over an emulated 3G/4G/Wi-Fi link with loss: latency, FPS"),
     "pipeline": ("mtl_split_tools.bench_pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
 }
 

@@ -104,26 +104,40 @@ def task_classes(n: int) -> dict[str, list[str]]:
 
 
 def random_bundle(work: Path, backbone: str, tasks: dict[str, list[str]], size: int, split: int | str = -1,
-                  bottleneck: int | None = None, seed: int = 0) -> Path:
+                  bottleneck: int | None = None, seed: int = 0, calibrate: bool = False) -> Path:
     """An exported random-init bundle, cached under work/ by its definition. BatchNorm keeps
-    its initial statistics: fine for memory, bytes of dense tensors and compute time."""
+    its initial statistics (fine for memory, bytes of dense tensors and compute time) unless
+    calibrate: then they come from rendered scenes, for realistic feature magnitudes."""
     key = {"backbone": backbone, "tasks": tasks, "size": size, "split": split, "bottleneck": bottleneck,
-           "seed": seed}
+           "seed": seed, **({"calibrate": True} if calibrate else {})}
     out = work / "bundles" / _slug(key)
     if _cached(out, key):
         return out
+    from mtl_split_core.bundle import InputSpec
+    from mtl_split_training.export import export_bundle
+
+    model = random_model(backbone, tasks, size, split, bottleneck, seed, calibrate)
+    export_bundle(model, out, input_spec=InputSpec(width=size, height=size), extra={"mode": "untrained", "seed": seed})
+    _mark(out, key)
+    return out
+
+
+def random_model(backbone: str, tasks: dict[str, list[str]], size: int, split: int | str = -1,
+                 bottleneck: int | None = None, seed: int = 0, calibrate: bool = False) -> Any:
+    """A random-init SplitModel in eval mode (see random_bundle for calibrate)."""
     import torch
 
     from mtl_split_core.bundle import InputSpec, TaskSpec
-    from mtl_split_training.export import export_bundle
     from mtl_split_training.models import ModelSpec, SplitModel
 
     torch.manual_seed(seed)
     spec = ModelSpec(backbone=backbone, split=split, bottleneck=bottleneck, input_size=size)
     model = SplitModel(spec, tuple(TaskSpec(t, tuple(c)) for t, c in tasks.items()))
-    export_bundle(model, out, input_spec=InputSpec(width=size, height=size), extra={"mode": "untrained", "seed": seed})
-    _mark(out, key)
-    return out
+    if calibrate:
+        from mtl_split_training.testing import calibrate_batchnorm
+
+        calibrate_batchnorm(model, InputSpec(width=size, height=size), seed=seed)
+    return model.eval()
 
 
 def _slug(key: dict[str, Any]) -> str:

@@ -46,19 +46,6 @@ def recut(model: Any, split: int) -> Any:
     return new.eval()
 
 
-def _random_model(backbone: str, size: int, tasks: dict[str, list[str]]) -> Any:
-    import torch
-
-    from mtl_split_core.bundle import InputSpec, TaskSpec
-    from mtl_split_training.models import ModelSpec, SplitModel
-    from mtl_split_training.testing import calibrate_batchnorm
-
-    torch.manual_seed(0)
-    model = SplitModel(ModelSpec(backbone=backbone, input_size=size), tuple(TaskSpec(t, tuple(c)) for t, c in tasks.items()))
-    calibrate_batchnorm(model, InputSpec(width=size, height=size))
-    return model.eval()
-
-
 def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Path]:
     """One bundle per split point (cached). source: 'random' or a trained run directory."""
     def build(out: Path) -> None:
@@ -69,7 +56,8 @@ def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Pat
         from .bench_bandwidth import TASKS
 
         if source == "random":
-            model, spec = _random_model(backbone, size, bc.task_classes(len(TASKS))), InputSpec(width=size, height=size)
+            model = bc.random_model(backbone, bc.task_classes(len(TASKS)), size, calibrate=True)
+            spec = InputSpec(width=size, height=size)
         else:
             model, spec, _ = load_model(Path(source))
         for k in range(len(model.stage_infos)):

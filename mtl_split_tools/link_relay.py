@@ -7,9 +7,11 @@ on another topic when the emulated link would have delivered it:
   so messages queue behind each other (serialization delay), and a message that would wait
   longer than `max_queue_ms` is dropped on arrival (a drop-tail router buffer);
 - delay and jitter: one-way propagation delay plus Gaussian jitter (>= 0), order preserved;
-- loss: each MTU-sized packet of a message is lost with probability `loss`, and a message
-  with a lost packet is lost (best-effort delivery of a fragmented message: large messages
-  suffer more, as on a real link).
+- loss: each MTU-sized packet of a message is lost with probability `loss`. Best effort
+  (default): a message with a lost packet is lost, so large messages suffer more, as a
+  fragmented datagram does. Reliable (`--reliable`, what a reliable DDS writer does): every
+  lost packet is sent again one round trip (2 x delay) later, costing link time too; a
+  packet still lost after MAX_TRIES sends loses its message.
 
 Why a relay and not `tc`: netem (delay, jitter, loss) does not exist in this kernel, and tc
 tbf only shapes traffic inside a network namespace; the relay works anywhere DDS does, and
@@ -43,6 +45,7 @@ class LinkProfile:
     loss: float = 0.0  # per-packet loss probability
     mtu: int = 1500
     max_queue_ms: float = 500.0
+    reliable: bool = False  # retransmit lost packets instead of losing the message
 
     def __post_init__(self) -> None:
         if self.mbps is not None and self.mbps <= 0:
@@ -53,6 +56,9 @@ class LinkProfile:
             raise ValueError("delay, jitter and max queue must be >= 0 and the MTU > 0")
 
 
+MAX_TRIES = 8
+
+
 @dataclass
 class LinkStats:
     offered: int = 0
@@ -60,6 +66,7 @@ class LinkStats:
     lost: int = 0
     queue_dropped: int = 0
     bytes_offered: int = 0
+    retransmitted_packets: int = 0
     max_queue_ms: float = 0.0
 
 
@@ -87,16 +94,36 @@ class Link:
             self.stats.queue_dropped += 1
             return None
         self.stats.max_queue_ms = max(self.stats.max_queue_ms, wait_ms)
-        self._busy_until = start + (nbytes * 8 / (p.mbps * 1e6) if p.mbps else 0.0)
         packets = max(1, math.ceil(nbytes / p.mtu))
-        if p.loss and self._rng.random() < 1 - (1 - p.loss) ** packets:
-            self.stats.lost += 1  # it still used the link's time
+        resent, rounds = self._losses(packets)
+        if resent is None:
+            self._busy_until = start + self._tx(nbytes)  # it still used the link's time
+            self.stats.lost += 1
             return None
+        self._busy_until = start + self._tx(nbytes + resent * min(nbytes, p.mtu))
         delay = max(0.0, p.delay_ms + p.jitter_ms * self._rng.standard_normal()) / 1e3
-        arrival = max(self._busy_until + delay, self._last_arrival)  # a link does not reorder
+        arrival = self._busy_until + delay + rounds * 2 * p.delay_ms / 1e3
+        arrival = max(arrival, self._last_arrival)  # a link does not reorder
         self._last_arrival = arrival
         self.stats.delivered += 1
         return arrival
+
+    def _tx(self, nbytes: int) -> float:
+        return nbytes * 8 / (self.profile.mbps * 1e6) if self.profile.mbps else 0.0
+
+    def _losses(self, packets: int) -> tuple[int | None, int]:
+        """(packets sent again, retransmission rounds); (None, 0) if the message is lost."""
+        loss = self.profile.loss
+        if not loss:
+            return 0, 0
+        if not self.profile.reliable:
+            return (None, 0) if self._rng.random() < 1 - (1 - loss) ** packets else (0, 0)
+        tries = self._rng.geometric(1 - loss, size=packets)  # sends until a packet gets through
+        if tries.max() > MAX_TRIES:
+            return None, 0
+        resent = int(tries.sum()) - packets
+        self.stats.retransmitted_packets += resent
+        return resent, int(tries.max()) - 1
 
 
 def message_class(type_name: str) -> type:
@@ -154,7 +181,7 @@ def command(in_topic: str, out_topic: str, type_name: str, profile: LinkProfile,
     cmd = [python, "-m", "mtl_split_tools.link_relay", "--in", in_topic, "--out", out_topic, "--type", type_name,
            "--delay-ms", str(profile.delay_ms), "--jitter-ms", str(profile.jitter_ms), "--loss", str(profile.loss),
            "--mtu", str(profile.mtu), "--max-queue-ms", str(profile.max_queue_ms), "--seed", str(seed)]
-    return cmd + (["--mbps", str(profile.mbps)] if profile.mbps else [])
+    return cmd + (["--mbps", str(profile.mbps)] if profile.mbps else []) + (["--reliable"] if profile.reliable else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", type=float, default=0.0, help="per-packet loss probability")
     p.add_argument("--mtu", type=int, default=1500, help="packet size for the loss model (bytes)")
     p.add_argument("--max-queue-ms", type=float, default=500.0, help="longest queueing before a drop")
+    p.add_argument("--reliable", action="store_true", help="retransmit lost packets (reliable DDS) instead of dropping")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
-        profile = LinkProfile("cli", a.mbps, a.delay_ms, a.jitter_ms, a.loss, a.mtu, a.max_queue_ms)
+        profile = LinkProfile("cli", a.mbps, a.delay_ms, a.jitter_ms, a.loss, a.mtu, a.max_queue_ms, a.reliable)
     except ValueError as e:
         p.error(str(e))
     relay(a.in_topic, a.out_topic, a.type, Link(profile, a.seed))

@@ -36,8 +36,11 @@ def test_bandwidth_bench_is_consistent(work, tmp_path):
     assert all(r["message_bytes"] > r["payload_bytes"] > 0 for r in rows.values())
     assert all(0 <= a <= 1 for r in rows.values() for a in r["accuracy"].values())
     h = result["headline"]
-    assert h["ratio_vs_jpeg90"] == pytest.approx(rows["JPEG-90"]["message_bytes"] / h["bytes_compact"], rel=0.01)
-    assert h["aim_met"] == (h["ratio_vs_jpeg90"] >= 10 and h["accuracy_points_vs_float32"] >= -1)
+    for unit in ("message", "payload"):
+        u = h[unit]
+        assert u["compact_bytes"] == rows[h["compact"]][f"{unit}_bytes"]
+        assert u["ratio_vs_jpeg90"] == pytest.approx(rows["JPEG-90"][f"{unit}_bytes"] / u["compact_bytes"], rel=0.01)
+        assert u["aim_met"] == (u["ratio_vs_jpeg90"] >= 10 and h["accuracy_points_vs_float32"] >= -1)
     assert out.with_suffix(".png").stat().st_size > 0
 
 

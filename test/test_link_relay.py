@@ -36,3 +36,15 @@ def test_bad_profiles_are_refused():
     for bad in (dict(mbps=0), dict(loss=1.0), dict(delay_ms=-1)):
         with pytest.raises(ValueError):
             LinkProfile(**bad)
+
+
+def test_reliable_link_resends_instead_of_losing():
+    lossy = Link(LinkProfile(mbps=10.0, delay_ms=10, loss=0.05, reliable=True), seed=3)
+    clean = Link(LinkProfile(mbps=10.0, delay_ms=10), seed=3)
+    late = 0
+    for i in range(500):
+        a, b = lossy.offer(15000, i * 1.0), clean.offer(15000, i * 1.0)  # idle link each time
+        assert a is not None and a >= b - 1e-9
+        late += a > b + 0.019  # at least one round trip (2 x 10 ms) later
+    assert lossy.stats.lost == 0 and 0.03 < lossy.stats.retransmitted_packets / (500 * 10) < 0.07
+    assert 0.3 < late / 500 < 0.5  # messages with a lost packet: 1 - 0.95**10 = 0.40
