@@ -90,7 +90,8 @@ def _shade(colour: np.ndarray, k: float) -> tuple[float, ...]:
     return tuple(float(c) * k for c in colour)
 
 
-def _cube(image, cx, ground, r, front, turn, colour) -> None:
+def _cube(image: np.ndarray, cx: float, ground: float, r: float, front: float, turn: float,
+          colour: np.ndarray) -> None:
     """Two side faces meeting at a front edge whose position follows the orientation."""
     x0, x1 = cx - r, cx + r
     xm = x0 + 2 * r * (0.15 + 0.7 * front)
@@ -100,7 +101,8 @@ def _cube(image, cx, ground, r, front, turn, colour) -> None:
     _fill(image, _pts(x0, top, xm, top + drop, x1, top, x0 + x1 - xm, top - drop), _shade(colour, 1.0))
 
 
-def _cylinder(image, cx, ground, r, front, turn, colour) -> None:
+def _cylinder(image: np.ndarray, cx: float, ground: float, r: float, front: float, turn: float,
+              colour: np.ndarray) -> None:
     top, cap = ground - 1.7 * r, 0.3 * r
     _ellipse(image, cx, ground, r, cap, _shade(colour, 0.7))
     edges = np.linspace(cx - r, cx + r, 5)
@@ -110,20 +112,22 @@ def _cylinder(image, cx, ground, r, front, turn, colour) -> None:
     _ellipse(image, cx, top, r, cap, _shade(colour, 1.0))
 
 
-def _sphere(image, cx, ground, r, front, turn, colour) -> None:
+def _sphere(image: np.ndarray, cx: float, ground: float, r: float, front: float, turn: float,
+            colour: np.ndarray) -> None:
     cy = ground - r
     _circle(image, cx, cy, r, _shade(colour, 0.6))
     _circle(image, cx + 0.2 * r * turn, cy - 0.2 * r, 0.72 * r, _shade(colour, 0.8))
     _circle(image, cx + 0.4 * r * turn, cy - 0.38 * r, 0.35 * r, _shade(colour, 1.0))
 
 
-def _stadium(image, cx, bottom, top, rc, colour) -> None:
+def _stadium(image: np.ndarray, cx: float, bottom: float, top: float, rc: float, colour: tuple[float, ...]) -> None:
     _circle(image, cx, bottom - rc, rc, colour)
     _circle(image, cx, top + rc, rc, colour)
     _fill(image, _pts(cx - rc, top + rc, cx + rc, top + rc, cx + rc, bottom - rc, cx - rc, bottom - rc), colour)
 
 
-def _capsule(image, cx, ground, r, front, turn, colour) -> None:
+def _capsule(image: np.ndarray, cx: float, ground: float, r: float, front: float, turn: float,
+             colour: np.ndarray) -> None:
     rc, top = 0.72 * r, ground - 2.2 * r
     _stadium(image, cx, ground, top, rc, _shade(colour, 0.72))
     inner = 0.42 * rc
