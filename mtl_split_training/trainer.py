@@ -97,7 +97,7 @@ class MemberTrainer:
     def _loader(self, split: str, train: bool) -> tuple[DataLoader, TorchImages]:
         cfg = self.cfg
         noise = cfg.data.salt_pepper if train else 0.0
-        dataset = TorchImages(self.source.split(split), self.input_spec, salt_pepper=noise, seed=cfg.seed)
+        dataset = self.source.torch_dataset(split, self.input_spec, salt_pepper=noise)
         if not train:
             return DataLoader(dataset, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.workers), dataset
         per_rank = max(2, cfg.train.batch_size // self.ctx.world_size)  # batch_size is the global batch

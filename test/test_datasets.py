@@ -109,12 +109,14 @@ def test_torch_dataset_normalizes_with_the_manifest_stats():
     from mtl_split_core.bundle import InputSpec
     from mtl_split_training.datasets.torch_dataset import TorchImages
 
-    split = open_data("shapes", _opts(tasks=("shape",))).split("train")
+    source = open_data("shapes", _opts(tasks=("shape",)))
+    split = source.split("train")
     spec = InputSpec(width=32, height=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     x, labels = TorchImages(split, spec)[0]
     expected = (torch.from_numpy(split.image(0)).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(x, expected)
-    noisy = TorchImages(split, spec, salt_pepper=0.1, seed=0)
+    assert labels == split.labels(0)
+    noisy = source.torch_dataset("train", spec, salt_pepper=0.1)
     first = noisy[0][0]
     noisy.set_epoch(1)
     assert not torch.equal(first, noisy[0][0])

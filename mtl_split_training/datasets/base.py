@@ -8,12 +8,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtl_split_core.bundle import TaskSpec
+from mtl_split_core.bundle import InputSpec, TaskSpec
 
 from ..errors import TrainingError
+
+if TYPE_CHECKING:
+    from .torch_dataset import TorchImages
 
 SPLITS = ("train", "val", "test")
 
@@ -72,6 +76,12 @@ class DataSource:
         if name not in self.splits:
             raise TrainingError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
         return self.splits[name]
+
+    def torch_dataset(self, name: str, input_spec: InputSpec, salt_pepper: float = 0.0) -> "TorchImages":
+        """The split as a torch Dataset of (normalized 3xHxW tensor, {task: class index})."""
+        from .torch_dataset import TorchImages
+
+        return TorchImages(self.split(name), input_spec, salt_pepper=salt_pepper, seed=self.options.seed)
 
 
 def select_tasks(available: Sequence[TaskSpec], wanted: Sequence[str] | None, spec: str) -> tuple[TaskSpec, ...]:
