@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from mtl_split.msg import BackboneInfo, SharedFeatures
@@ -25,7 +24,6 @@ COMPRESSED_SUFFIX = "/compressed"
 # Error kinds counted on /diagnostics as errors.<kind>.
 BAD_IMAGE = "bad_image"
 INFERENCE = "inference"
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, type]]:
@@ -70,7 +68,8 @@ class EdgeNode(ManagedNode):
             raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
         if not p["image_topics"]:
             raise ValueError("parameter image_topics is empty; give at least one camera topic")
-        self._inputs = image_inputs(p["image_topics"], p["image_transport"])
+        self._inputs = [(self.resolve_topic_name(t), msg_type)
+                        for t, msg_type in image_inputs(p["image_topics"], p["image_transport"])]
         batching = p["batch_cameras"] and len(self._inputs) > 1
         self._model = EdgeModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
                                 max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
@@ -82,7 +81,7 @@ class EdgeNode(ManagedNode):
         self._features_pub = self.create_publisher(
             SharedFeatures, topics.FEATURES, qos.profile(p, "features"),
             event_callbacks=qos.publisher_events(self.diag.error, topics.FEATURES, "features"))
-        self._info_pub = self.create_publisher(BackboneInfo, topics.BACKBONE_INFO, LATCHED)
+        self._info_pub = self.create_publisher(BackboneInfo, topics.BACKBONE_INFO, qos.LATCHED)
         m = self._model
         for key, value in [("model_id", m.manifest.model_id), ("backbone", m.manifest.backbone),
                            ("backend", m.backend.name), ("dtype", m.dtype), ("codec", m.codec)]:

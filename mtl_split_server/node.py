@@ -11,7 +11,7 @@ import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
 
-from mtl_split.msg import MultiTaskResult, SharedFeatures, TaskPrediction, TaskResult
+from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPrediction, TaskResult
 from mtl_split_core import topics
 from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
 from mtl_split_core.runtime import Prediction, ServerModel
@@ -25,7 +25,7 @@ FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
 MODEL_MISMATCH = "model_mismatch"
 BAD_PAYLOAD = "bad_payload"
 INFERENCE = "inference"
-ACTIVE_WINDOW_S = 1.0  # a robot that sent a frame this recently is waited for when batching
+ACTIVE_WINDOW_S = 1.0  # a camera that sent a frame this recently is waited for when batching
 
 
 @dataclass
@@ -34,9 +34,9 @@ class Source:
 
     topic: str
     sub: Any
+    info_sub: Any
     results: Any
     task_results: dict[str, Any]
-    last_frame: float = -float("inf")  # perf_counter of the last accepted frame
 
     def wanted_tasks(self, all_tasks: list[str]) -> list[str]:
         """Tasks someone listens to: all if the combined topic has subscribers."""
@@ -53,6 +53,11 @@ class Item:
     ready: float  # perf_counter when decoded and queued
     transport_ms: float
     decode_ms: float
+
+    @property
+    def stream(self) -> tuple[str, str]:
+        """One camera: a robot's features topic can carry several (told apart by frame_id)."""
+        return self.source.topic, self.msg.header.frame_id
 
 
 def _ms_between(earlier: Any, later: Time) -> float:
@@ -73,6 +78,7 @@ class ServerNode(ManagedNode):
         self._model: ServerModel | None = None
         self._sources: dict[str, Source] = {}
         self._pending: list[Item] = []
+        self._last_frame: dict[tuple[str, str], float] = {}  # stream -> perf_counter of its last frame
         self._batch_timer: Any = None
         self._discovery_timer: Any = None
 
@@ -113,8 +119,10 @@ class ServerNode(ManagedNode):
             self.destroy_timer(self._discovery_timer)
             self._discovery_timer = None
         self._pending.clear()
+        self._last_frame.clear()
         for s in self._sources.values():
             self.destroy_subscription(s.sub)
+            self.destroy_subscription(s.info_sub)
             for pub in (s.results, *s.task_results.values()):
                 self.destroy_publisher(pub)
         self._sources.clear()
@@ -150,7 +158,7 @@ class ServerNode(ManagedNode):
         tasks = self._model.manifest.task_names
         results_topic = topics.results_for(topic)
         source = Source(
-            topic=topic, sub=None,
+            topic=topic, sub=None, info_sub=None,
             results=self.create_publisher(MultiTaskResult, results_topic, results_qos),
             task_results={t: self.create_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
                           for t in tasks})
@@ -158,9 +166,20 @@ class ServerNode(ManagedNode):
         source.sub = self.create_subscription(
             SharedFeatures, topic, lambda msg, info: self._on_features(msg, source, gaps(info)),
             qos.profile(p, "features"), event_callbacks=qos.subscription_events(self.diag.error, topic, "features"))
+        # The edge's latched BackboneInfo beside its features: a model mismatch shows before any frame.
+        info_topic = topic[: -len(topics.FEATURES)] + topics.BACKBONE_INFO
+        source.info_sub = self.create_subscription(
+            BackboneInfo, info_topic, lambda info: self._check_edge(info, topic), qos.LATCHED)
         self._sources[topic] = source
         self.diag.info("sources", len(self._sources))
         self.get_logger().info(f"serving {topic} -> {results_topic}[/<task>]")
+
+    def _check_edge(self, info: BackboneInfo, topic: str) -> None:
+        ours = self._model.manifest.model_id
+        if info.model_id != ours:
+            self.get_logger().warning(
+                f"the edge publishing {topic} runs model {info.model_id} ({info.backbone}), this server "
+                f"{ours}: its frames will be dropped until both run the same bundle")
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -176,13 +195,13 @@ class ServerNode(ManagedNode):
         except CodecError as e:
             return self._drop(source, BAD_PAYLOAD, e)
         now = time.perf_counter()
-        decode_ms = (now - start) * 1e3
-        source.last_frame = now
-        if any(item.source is source for item in self._pending):
-            self._flush()  # never batch two frames of one robot: the older would wait for nothing
-        self._pending.append(Item(source, msg, features, now, transport_ms, decode_ms))
+        item = Item(source, msg, features, now, transport_ms, (now - start) * 1e3)
         self.diag.observe("transport_ms", transport_ms)
-        active = sum(1 for s in self._sources.values() if now - s.last_frame < ACTIVE_WINDOW_S)
+        self._last_frame[item.stream] = now
+        if any(it.stream == item.stream for it in self._pending):
+            self._flush()  # never two frames of one camera in a batch: the older would wait for nothing
+        self._pending.append(item)
+        active = sum(1 for t in self._last_frame.values() if now - t < ACTIVE_WINDOW_S)
         if len(self._pending) >= min(active, self._model.max_batch):
             self._flush()
         elif len(self._pending) == 1:
