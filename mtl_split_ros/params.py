@@ -130,7 +130,10 @@ SERVER = NodeSpec(
               "Also serve every topic ending in mtl_split/features of type "
               "mtl_split/msg/SharedFeatures found in the ROS graph."),
         Param("discovery_period_s", 1.0, "double", "How often discovery scans the ROS graph."),
-        *qos_params("features", "the SharedFeatures subscriptions", "reliable", 1),
+        # Depth 5, not 1: features are small and already paid for by the robot; a short queue
+        # absorbs bursts (several robots, a late server tick) instead of dropping them. The
+        # newest-frame policy lives at the edge's camera input.
+        *qos_params("features", "the SharedFeatures subscriptions", "reliable", 5),
         *qos_params("results", "the result publishers", "reliable", 10),
         Param("max_batch", 8, "integer", "Most frames (across robots) in one run of the heads."),
         Param("max_wait_ms", 5.0, "double",

@@ -27,13 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _step(title: str, argv: list[str], done: Path | None, fresh: bool) -> None:
+    """Run one `mtl-split` command unless `done` exists (with --fresh, remove it first)."""
     from .cli import main
 
     print(f"\n=== {title}\n$ mtl-split {shlex.join(argv)}", flush=True)
-    if done is not None and done.exists() and not fresh:
-        print(f"(reusing {done}; --fresh to redo)")
-        return
     if done is not None and done.exists():
+        if not fresh:
+            print(f"(reusing {done}; --fresh to redo)")
+            return
         shutil.rmtree(done)
     start = time.perf_counter()
     if main(argv) != 0:
@@ -43,20 +44,32 @@ def _step(title: str, argv: list[str], done: Path | None, fresh: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.bundle import load_manifest
+    from mtl_split_training.run import FINAL
 
     name = args.name
     run_dir, bundle, bag, out = Path("runs", name), Path("models", name), Path("data/bags", name), Path("reports", name)
     started = time.perf_counter()
-    _step("1/4 train a multi-task model (shared backbone + one head per task)",
-          ["train", "--config", args.config, "--out", str(run_dir)], run_dir / "final.json", args.fresh)
+    train = ["train", "--config", args.config, "--out", str(run_dir)]
+    if args.fresh:
+        train.append("--overwrite")
+    elif (run_dir / FINAL).exists():
+        train = []
+    elif run_dir.exists():
+        train.append("--resume")  # an interrupted demo continues where it stopped
+    title = "1/4 train a multi-task model (shared backbone + one head per task)"
+    if train:
+        _step(title, train, None, args.fresh)
+    else:
+        print(f"\n=== {title}\n(reusing the finished run in {run_dir}; --fresh to retrain)")
+    redo = args.fresh or bool(train)  # a new model invalidates the bundle and the bag made for it
     _step("2/4 export the bundle: backbone.onnx (robot) + heads.onnx (server) + manifest.json",
-          ["export", str(run_dir), "--out", str(bundle)], bundle, args.fresh)
+          ["export", str(run_dir), "--out", str(bundle)], bundle, redo)
     manifest = load_manifest(bundle)
     size = manifest.input.width
     _step("3/4 record a camera bag with ground truth (test split, never seen in training)",
           ["make-bag", "--data", manifest.extra.get("data", {}).get("spec", "shapes"), "--frames", str(args.frames),
            "--size", str(size), "--tasks", ",".join(manifest.task_names), "--rate", "30", "--out", str(bag)],
-          bag, args.fresh)
+          bag, redo)
     _step("4/4 replay the bag through real edge + server nodes over ROS 2 and measure",
           ["evaluate", "--bundle", str(bundle), "--bag", str(bag), "--out", str(out)], None, args.fresh)
     print_summary(json.loads((out / "report.json").read_text()), out, time.perf_counter() - started)

@@ -22,6 +22,7 @@ class ReplayLog:
     sent_at: dict[int, float] = field(default_factory=dict)  # stamp_ns -> perf_counter
     results: dict[int, object] = field(default_factory=dict)  # stamp_ns -> MultiTaskResult
     received_at: dict[int, float] = field(default_factory=dict)
+    features_seen: set[int] = field(default_factory=set)  # stamps the edge has published features of
     feature_bytes: list[int] = field(default_factory=list)  # serialized SharedFeatures sizes
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
 
@@ -58,8 +59,10 @@ class Replayer:
         self.node.create_subscription(MultiTaskResult, f"{ns}/{topics.RESULTS}", self._on_result, reliable)
 
         def on_features(raw: bytes) -> None:
+            msg = deserialize_message(raw, SharedFeatures)
+            self.log.features_seen.add(_ns(msg.header.stamp))
             self.log.feature_bytes.append(len(raw))
-            self.log.payload_bytes.append(len(deserialize_message(raw, SharedFeatures).data))
+            self.log.payload_bytes.append(len(msg.data))
 
         # Best effort: a passive observer must not slow the edge's reliable publisher.
         self.node.create_subscription(SharedFeatures, f"{ns}/{topics.FEATURES}", on_features,
@@ -107,18 +110,23 @@ class Replayer:
             f"no results within {timeout:.0f} s of publishing on {self.image_topic}: is the pipeline "
             "running with the same ROS_DOMAIN_ID, and does the edge subscribe to this topic?")
 
-    def replay(self, frames: list[Frame], rate: float | None, window: int = 2, progress=None) -> None:
+    def replay(self, frames: list[Frame], rate: float | None, progress=None) -> None:
         """rate: real-time factor (1.0 = recorded timing); None = as fast as the pipeline
-        takes it (at most `window` frames in flight)."""
+        takes it: the next frame goes out when the edge has published the previous one's
+        features, so the edge never finds two frames waiting (its camera queue keeps only the
+        newest) while edge and server still work on consecutive frames at the same time."""
         start_wall = time.perf_counter()
         t0 = frames[0].stamp_ns
+        previous: int | None = None
         for f in frames:
             if rate is not None:
                 self.spin_for(start_wall + (f.stamp_ns - t0) / 1e9 / rate - time.perf_counter())
-            else:
+            elif previous is not None:
                 waited = time.perf_counter()
-                while self._in_flight() >= window and time.perf_counter() - waited < RESULT_TIMEOUT_S:
+                while (previous not in self.log.features_seen and previous not in self.log.results
+                       and time.perf_counter() - waited < RESULT_TIMEOUT_S):
                     self.executor.spin_once(timeout_sec=0.002)
+            previous = f.stamp_ns
             self.log.sent_at[f.stamp_ns] = time.perf_counter()
             self.pub.publish(f.rawdata)
             self.executor.spin_once(timeout_sec=0)
@@ -127,11 +135,6 @@ class Replayer:
         end = time.perf_counter() + RESULT_TIMEOUT_S
         while len(self.log.results) < len(frames) and time.perf_counter() < end:
             self.executor.spin_once(timeout_sec=0.01)
-
-    def _in_flight(self) -> int:
-        now = time.perf_counter()
-        return sum(1 for ns, t in self.log.sent_at.items()
-                   if ns not in self.log.results and now - t < RESULT_TIMEOUT_S)
 
     def close(self) -> None:
         self.executor.shutdown()
