@@ -139,7 +139,7 @@ def _cuda(result: tuple[Any, ...]) -> Any:
     """Unwrap a cuda-python (err, value...) tuple, raising on error."""
     err, *values = result
     if int(err) != 0:
-        raise BackendError(f"CUDA error {err}")
+        raise BackendError(f"CUDA call failed: {getattr(err, 'name', err)} (no usable GPU or driver?)")
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -213,7 +213,8 @@ class TensorRTBackend:
         return ptr
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
-        cudart, h2d, d2h = self._cudart, 1, 2  # cudaMemcpyHostToDevice / DeviceToHost
+        cudart = self._cudart
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for name in self.input_names:
             x = np.ascontiguousarray(feeds[name], dtype=self._trt.nptype(self.engine.get_tensor_dtype(name)))
             self.context.set_input_shape(name, x.shape)
@@ -225,7 +226,7 @@ class TensorRTBackend:
             shape = tuple(self.context.get_tensor_shape(name))
             host[name] = np.empty(shape, self._trt.nptype(self.engine.get_tensor_dtype(name)))
             self.context.set_tensor_address(name, self._device(name, host[name].nbytes))
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise BackendError("TensorRT execution failed (see the TensorRT log above)")
         wanted = list(outputs) if outputs is not None else self.output_names
         for name in wanted:
