@@ -71,12 +71,12 @@ class EdgeNode(ManagedNode):
         self._inputs = [(self.resolve_topic_name(t), msg_type)
                         for t, msg_type in image_inputs(p["image_topics"], p["image_transport"])]
         batching = p["batch_cameras"] and len(self._inputs) > 1
+        if batching and p["max_wait_ms"] <= 0:
+            raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
         self._model = EdgeModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
                                 max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
         if batching:
-            if p["max_wait_ms"] <= 0:
-                raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
             self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
         self._features_pub = self.create_publisher(
             SharedFeatures, topics.FEATURES, qos.profile(p, "features"),
