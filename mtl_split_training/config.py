@@ -56,6 +56,7 @@ class TrainConfig:
     max_batches: int | None = None  # cap on batches per epoch (tests, smoke runs)
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads per process (torch.set_num_threads); None = torch's default
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
