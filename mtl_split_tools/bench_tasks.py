@@ -28,35 +28,28 @@ WIRE = (("float32", "float32", "none"), ("int8+zstd", "int8", "zstd"))
 RUNS = 20
 
 
-def profile_bundle(bundle: Path, frames: list[np.ndarray]) -> dict[str, Any]:
-    """Edge and server compute (ms, batch 1) and bytes per frame of one bundle."""
+def deployment_row(bundles: list[Path], frames: list[np.ndarray], memory: dict[str, Any], mbps: float
+                   ) -> dict[str, Any]:
+    """Per-frame cost of running every bundle of a deployment for each frame, timed the way
+    it runs (all models in turn: timing one model alone keeps its weights in the CPU cache,
+    which flatters N separate models)."""
     from mtl_split_core import codec
     from mtl_split_core.bundle import FEATURES_NAME, HEADS_FILE, load_manifest
     from mtl_split_core.runtime import EdgeModel
 
-    manifest = load_manifest(bundle)
-    edge = EdgeModel(bundle, threads=0)
-    features = edge.features(frames)
-    server = bc.ort_session(bundle / HEADS_FILE)
-    out = {"edge_ms": bc.median_ms(lambda: edge.features(frames[:1]), RUNS),
-           "server_ms": bc.median_ms(lambda: server.run({FEATURES_NAME: features[:1]}), RUNS)}
+    edges = [EdgeModel(b) for b in bundles]
+    servers = [bc.ort_session(b / HEADS_FILE) for b in bundles]
+    features = [e.features(frames) for e in edges]
+    row: dict[str, Any] = {
+        "edge_rss_mb": memory["peak_rss_mb"], "edge_param_bytes": memory["param_bytes"],
+        "edge_ms": bc.median_ms(lambda: [e.features(frames[:1]) for e in edges], RUNS),
+        "server_ms": bc.median_ms(lambda: [s.run({FEATURES_NAME: f[:1]}) for s, f in zip(servers, features)], RUNS)}
     for name, dtype, c in WIRE:
-        encoded = [codec.encode(f, dtype, c) for f in features]
-        out[f"bytes_{name}"] = float(np.mean([bc.feature_message_bytes(e, manifest.model_id) for e in encoded]))
-        out[f"encode_ms_{name}"] = bc.median_ms(lambda: codec.encode(features[0], dtype, c), RUNS)
-    return out
-
-
-def _deployment(profiles: list[dict[str, Any]], memory: dict[str, Any], mbps: float) -> dict[str, Any]:
-    """Per-frame totals of a deployment made of these bundles (all run for every frame)."""
-    row: dict[str, Any] = {"edge_rss_mb": memory["peak_rss_mb"], "edge_param_bytes": memory["param_bytes"],
-                           "edge_ms": sum(p["edge_ms"] for p in profiles),
-                           "server_ms": sum(p["server_ms"] for p in profiles)}
-    for name, _, _ in WIRE:
-        nbytes = sum(p[f"bytes_{name}"] for p in profiles)
-        row[f"bytes_{name}"] = nbytes
-        row[f"e2e_ms_{name}"] = (row["edge_ms"] + sum(p[f"encode_ms_{name}"] for p in profiles)
-                                 + bc.transfer_ms(nbytes, mbps) + row["server_ms"])
+        nbytes = sum(np.mean([bc.feature_message_bytes(codec.encode(v, dtype, c), load_manifest(b).model_id)
+                              for v in f]) for b, f in zip(bundles, features))
+        encode_ms = bc.median_ms(lambda: [codec.encode(f[0], dtype, c) for f in features], RUNS)
+        row[f"bytes_{name}"] = float(nbytes)
+        row[f"e2e_ms_{name}"] = row["edge_ms"] + encode_ms + bc.transfer_ms(nbytes, mbps) + row["server_ms"]
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
@@ -65,21 +58,14 @@ def run(backbone: str, counts: tuple[int, ...], size: int, mbps: float, work: Pa
     names = list(all_tasks)
     frames = bc.rendered_frames(size, 8)
     baseline_kb = peak_rss_kb([])
-    stl: dict[str, tuple[Path, dict[str, Any]]] = {}
     rows = []
     for n in bc.progress(counts, desc="bench tasks", unit="N"):
         tasks = {t: all_tasks[t] for t in names[:n]}
-        mtl = bc.random_bundle(work, backbone, tasks, size)
-        for i, t in enumerate(names[:n]):
-            if t not in stl:
-                b = bc.random_bundle(work, backbone, {t: all_tasks[t]}, size, seed=1 + i)
-                stl[t] = (b, profile_bundle(b, frames))
-        mine = [stl[t] for t in names[:n]]
-        rows.append({"tasks": n, "deployment": "mtl_split",
-                     **_deployment([profile_bundle(mtl, frames)], measure([mtl / "backbone.onnx"], baseline_kb, 1), mbps)})
-        rows.append({"tasks": n, "deployment": "stl_split",
-                     **_deployment([p for _, p in mine], measure([b / "backbone.onnx" for b, _ in mine], baseline_kb, 1),
-                                   mbps)})
+        mtl = [bc.random_bundle(work, backbone, tasks, size)]
+        stl = [bc.random_bundle(work, backbone, {t: all_tasks[t]}, size, seed=1 + i) for i, t in enumerate(names[:n])]
+        for dep, bundles in (("mtl_split", mtl), ("stl_split", stl)):
+            memory = measure([b / "backbone.onnx" for b in bundles], baseline_kb, 1)
+            rows.append({"tasks": n, "deployment": dep, **deployment_row(bundles, frames, memory, mbps)})
     return {"benchmark": "tasks", "backbone": backbone, "input_size": size, "bandwidth_mbps": mbps,
             "weights": "random init", "wire": [w[0] for w in WIRE], "rows": rows,
             "e2e": "edge compute + encode + bytes*8/bandwidth + server compute (all measured except the link)"}
