@@ -38,11 +38,15 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def write_result(out: Path, result: dict[str, Any]) -> Path:
-    """result + machine description -> out (JSON)."""
+    """result + machine description + load average -> out (JSON)."""
     from .report import machine
 
+    import os
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**result, "machine": machine()}, indent=2) + "\n")
+    # The load average says how shared the cores were while we measured (timings depend on it).
+    load = [round(v, 2) for v in os.getloadavg()]
+    out.write_text(json.dumps({**result, "machine": machine(), "load_average_at_end": load}, indent=2) + "\n")
     print(f"wrote {out}")
     return out
 
