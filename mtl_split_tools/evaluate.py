@@ -140,6 +140,7 @@ def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tupl
                             "features_payload": int(np.median(log.payload_bytes)) if log.payload_bytes else None}
                            | _image_sizes(rgb),
         "frames": {"sent": len(frames), "received": len(got), "dropped": len(frames) - len(got)},
+        "node_counters": log.node_counters,
         "e2e": e2e,
     }
     predicted = {ns: {p.task: p.class_id for p in log.results[ns].predictions} for ns in got}

@@ -15,6 +15,8 @@ from .bags import COMPRESSED, Frame, image_message
 
 # A frame with no result after this long is counted as dropped.
 RESULT_TIMEOUT_S = 5.0
+DIAGNOSTICS_PREFIX = "mtl_split: "
+COUNTERS = ("frames_in", "frames_out", "dropped")
 
 
 @dataclass
@@ -25,6 +27,8 @@ class ReplayLog:
     features_seen: set[int] = field(default_factory=set)  # stamps the edge has published features of
     feature_bytes: list[int] = field(default_factory=list)  # serialized SharedFeatures sizes
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
+    # Newest /diagnostics counters of each mtl_split node: where frames were dropped.
+    node_counters: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _ns(stamp) -> int:
@@ -39,6 +43,7 @@ class Replayer:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.serialization import deserialize_message
+        from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CompressedImage, Image
 
         from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures
@@ -71,6 +76,7 @@ class Replayer:
                              durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(BackboneInfo, f"{ns}/{topics.BACKBONE_INFO}",
                                       lambda m: setattr(self, "info", m), latched)
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
 
@@ -79,6 +85,12 @@ class Replayer:
         if ns in self.log.sent_at and ns not in self.log.results:
             self.log.received_at[ns] = time.perf_counter()
             self.log.results[ns] = msg
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith(DIAGNOSTICS_PREFIX):
+                self.log.node_counters[status.name.removeprefix(DIAGNOSTICS_PREFIX)] = {
+                    kv.key: kv.value for kv in status.values if kv.key in COUNTERS or kv.key.startswith("errors")}
 
     def spin_for(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -135,6 +147,7 @@ class Replayer:
         end = time.perf_counter() + RESULT_TIMEOUT_S
         while len(self.log.results) < len(frames) and time.perf_counter() < end:
             self.executor.spin_once(timeout_sec=0.01)
+        self.spin_for(1.5)  # one more /diagnostics period: the nodes' final counters
 
     def close(self) -> None:
         self.executor.shutdown()
