@@ -6,9 +6,11 @@ starts them; this process publishes sensor_msgs/Image frames and reads MultiTask
 - latency: closed loop (one frame in flight), publish -> result received, p50/p99, split
   into the stages the result reports (edge compute, features transport, queue, server compute)
   and the rest (image and result transport, executors);
-- sustained FPS: `--window` frames in flight for `--seconds` (the edge always takes the
-  newest frame, so a window keeps both nodes busy without feeding frames to be dropped);
-- in-process: image conversion + EdgeModel + encode/decode + ServerModel, frame after frame;
+- sustained FPS: `--window` frames in flight (the edge always takes the newest frame, so a
+  window keeps both nodes busy without feeding frames to be dropped);
+- in-process: image conversion + EdgeModel + encode/decode + ServerModel, frame after frame,
+  measured alternately with the ROS runs (REPEATS times, median FPS): load on a shared
+  machine drifts, runs side by side in time are what compare;
 - transport + codec overhead: features transport (edge publish -> server receipt) p50 plus
   encode and decode time; bytes per frame of the payload.
 The node processes and this one share the machine's cores, as they would on one robot.
@@ -33,6 +35,7 @@ CONFIGS = ("float32/none", "float16/none", "int8/none", "int8/zstd", "int8/lz4")
 OVERHEAD_TARGET_MS = 2.0
 OVERHEAD_MAX_KB = 32
 FPS_TARGET = 0.9
+REPEATS = 3  # sustained-FPS runs per wire format, ROS and in-process alternating
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), metavar="DTYPE/CODEC",
                    help="wire formats to measure (the first one is the FPS comparison's)")
     p.add_argument("--frames", type=int, help="closed-loop frames per wire format (latency; default 200, --full 1000)")
-    p.add_argument("--seconds", type=float, help="length of each sustained-FPS run (default 4, --full 15)")
+    p.add_argument("--seconds", type=float,
+                   help="sustained-FPS time per wire format and side, in 3 alternating runs (default 6, --full 30)")
     p.add_argument("--window", type=int, default=2, help="frames in flight in the sustained-FPS run")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per model (0: its default)")
     p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"),
@@ -84,34 +88,45 @@ def camera_frames(n: int, width: int, height: int, seed: int = 0) -> list[np.nda
 
 # --- in process -------------------------------------------------------------------------------
 
-def in_process(bundle: Path, msgs: list[Any], cfg: Config, threads: int) -> dict[str, Any]:
-    from mtl_split_core.imaging import to_array
-    from mtl_split_core.runtime import EdgeModel, ServerModel
+class Local:
+    """The same models in this process: image conversion, EdgeModel, encode/decode, ServerModel."""
 
-    edge = EdgeModel(bundle, threads=threads, dtype=cfg.dtype, codec_name=cfg.codec)
-    server = ServerModel(bundle, threads=threads)
-    encoding = edge.manifest.input.encoding
+    def __init__(self, bundle: Path, cfg: Config, threads: int) -> None:
+        from mtl_split_core.runtime import EdgeModel, ServerModel
 
-    def one(msg: Any) -> Any:
-        enc = edge([to_array(msg, encoding)])[0]
-        server.predict(server.decode(enc)[None])
+        self.edge = EdgeModel(bundle, threads=threads, dtype=cfg.dtype, codec_name=cfg.codec)
+        self.server = ServerModel(bundle, threads=threads)
+
+    def one(self, msg: Any) -> Any:
+        enc = self.edge([self.edge_input(msg)])[0]
+        self.server.predict(self.server.decode(enc)[None])
         return enc
-    for m in msgs[:10]:
-        one(m)
-    lat, sizes = [], []
-    start = time.perf_counter()
-    for m in msgs:
-        t = time.perf_counter()
-        sizes.append(len(one(m).data))
-        lat.append((time.perf_counter() - t) * 1e3)
-    fps = len(msgs) / (time.perf_counter() - start)
-    features = edge.features([to_array(msgs[0], encoding)])[0]
-    enc = edge.encode(features)
-    return {"latency_ms": percentiles(lat), "fps": round(fps, 1),
-            "encode_ms": round(bc.median_ms(lambda: edge.encode(features), 50), 4),
-            "decode_ms": round(bc.median_ms(lambda: server.decode(enc), 50), 4),
-            "payload_bytes": int(np.median(sizes)), "raw_bytes": enc.raw_size,
-            "backend": edge.backend.name}
+
+    def latency(self, msgs: list[Any]) -> dict[str, Any]:
+        lat, sizes = [], []
+        for m in msgs:
+            t = time.perf_counter()
+            sizes.append(len(self.one(m).data))
+            lat.append((time.perf_counter() - t) * 1e3)
+        features = self.edge.features([self.edge_input(msgs[0])])[0]
+        enc = self.edge.encode(features)
+        return {"latency_ms": percentiles(lat),
+                "encode_ms": round(bc.median_ms(lambda: self.edge.encode(features), 50), 4),
+                "decode_ms": round(bc.median_ms(lambda: self.server.decode(enc), 50), 4),
+                "payload_bytes": int(np.median(sizes)), "raw_bytes": enc.raw_size, "backend": self.edge.backend.name}
+
+    def edge_input(self, msg: Any) -> np.ndarray:
+        from mtl_split_core.imaging import to_array
+
+        return to_array(msg, self.edge.manifest.input.encoding)
+
+    def sustained(self, msgs: list[Any], seconds: float) -> tuple[float, int]:
+        """(frames per second, frames) over `seconds`."""
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.one(msgs[done % len(msgs)])
+            done += 1
+        return done / (time.perf_counter() - start), done
 
 
 # --- through ROS ------------------------------------------------------------------------------
@@ -193,7 +208,7 @@ class Driver:
                 i += 1
             self.executor.spin_once(timeout_sec=0.005)
         elapsed = time.perf_counter() - start
-        return {"fps": round(done / elapsed, 1), "frames": done, "lost_sustained": lost}
+        return {"fps": round(done / elapsed, 1), "frames": done, "lost": lost}
 
     def close(self) -> None:
         import rclpy
@@ -203,7 +218,10 @@ class Driver:
         rclpy.try_shutdown()
 
 
-def through_ros(driver: Driver, bundle: Path, msgs: list[Any], cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+def measure(driver: Driver, local: Local, bundle: Path, msgs: list[Any], cfg: Config,
+            args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ROS and in-process measurements of one wire format, interleaved (the machine's load
+    drifts; runs side by side in time are what can be compared)."""
     from mtl_split_ros.launch_plan import LaunchArgs, plan
 
     from .processes import NodeProcesses
@@ -222,9 +240,54 @@ def through_ros(driver: Driver, bundle: Path, msgs: list[Any], cfg: Config, args
             raise RuntimeError(f"{cfg.label}: {e} in {log_dir} (exited: {procs.dead()})") from None
         startup = time.perf_counter() - started
         driver.closed_loop(msgs[:20])  # warm-up
-        latency = driver.closed_loop(msgs[: args.frames])
-        sustained = driver.sustained(msgs, args.seconds, args.window)
-    return {**latency, **sustained, "startup_s": round(startup, 2), "first_result_after_s": round(first_result_s, 2)}
+        local.latency(msgs[:20])
+        live = driver.closed_loop(msgs[: args.frames])
+        here = local.latency(msgs[: args.frames])
+        runs: dict[str, list[float]] = {"ros": [], "local": []}
+        cpu = {"ros": Cpu({"driver": os.getpid(), **{k: p.pid for k, p in procs.procs.items()}}),
+               "local": Cpu({"in_process": os.getpid()})}
+        lost = 0
+        for _ in range(REPEATS):
+            with cpu["ros"]:
+                r = driver.sustained(msgs, args.seconds / REPEATS, args.window)
+            runs["ros"].append(r["fps"])
+            cpu["ros"].frames += r["frames"]
+            lost += r["lost"]
+            with cpu["local"]:
+                fps, frames = local.sustained(msgs, args.seconds / REPEATS)
+            runs["local"].append(round(fps, 1))
+            cpu["local"].frames += frames
+    live.update(fps=float(np.median(runs["ros"])), fps_runs=runs["ros"], lost_sustained=lost,
+                cpu_ms_per_frame=cpu["ros"].per_frame(), startup_s=round(startup, 2),
+                first_result_after_s=round(first_result_s, 2))
+    here.update(fps=float(np.median(runs["local"])), fps_runs=runs["local"], cpu_ms_per_frame=cpu["local"].per_frame())
+    return here, live
+
+
+class Cpu:
+    """CPU time (user + system, all threads) of some processes while in `with`, per frame:
+    on a machine short of cores, throughput follows the CPU each frame costs in total."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        import psutil
+
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.used = dict.fromkeys(pids, 0.0)
+        self.frames = 0
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in self.procs.items()}
+
+    def __enter__(self) -> None:
+        self._start = self._now()
+
+    def __exit__(self, *exc: Any) -> None:
+        for name, t in self._now().items():
+            self.used[name] += t - self._start[name]
+
+    def per_frame(self) -> dict[str, float]:
+        out = {name: round(t / max(self.frames, 1) * 1e3, 3) for name, t in self.used.items()}
+        return {**out, "total": round(sum(out.values()), 3)}
 
 
 def image_messages(frames: list[np.ndarray]) -> list[Any]:
@@ -252,6 +315,7 @@ def summarize(label: str, local: dict[str, Any], live: dict[str, Any]) -> dict[s
         "fps_ratio": round(live["fps"] / local["fps"], 3) if local["fps"] else None,
         "transport_p50_ms": transport, "codec_ms": round(local["encode_ms"] + local["decode_ms"], 3),
         "overhead_p50_ms": overhead, "lost": live["lost_closed_loop"] + live["lost_sustained"],
+        "ros_cpu_ms": live["cpu_ms_per_frame"]["total"], "local_cpu_ms": local["cpu_ms_per_frame"]["total"],
     }
 
 
@@ -277,7 +341,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ["ROS_DOMAIN_ID"] = os.environ.get("MTL_SPLIT_BENCH_DOMAIN_ID", str(random.randint(101, 200)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     args.frames = args.frames or (1000 if args.full else 200)
-    args.seconds = args.seconds or (15.0 if args.full else 4.0)
+    args.seconds = args.seconds or (30.0 if args.full else 6.0)
     bundle = args.bundle or default_bundle(args.work)
     configs = [Config.parse(c) for c in args.configs]
     msgs = image_messages(camera_frames(max(args.frames, 50), *args.image_size))
@@ -286,8 +350,7 @@ def main(args: argparse.Namespace) -> int:
     results, rows = {}, []
     try:
         for cfg in bc.progress(configs, desc="configs", unit="config"):
-            local = in_process(bundle, msgs, cfg, args.threads)
-            live = through_ros(driver, bundle, msgs, cfg, args)
+            local, live = measure(driver, Local(bundle, cfg, args.threads), bundle, msgs, cfg, args)
             results[cfg.label] = {"in_process": local, "ros": live}
             rows.append(summarize(cfg.label, local, live))
     finally:
@@ -318,7 +381,8 @@ def main(args: argparse.Namespace) -> int:
                           ("ros_p99_ms", "ROS p99"), ("local_p50_ms", "local p50"), ("local_p99_ms", "local p99"),
                           ("ros_fps", "ROS FPS"), ("local_fps", "local FPS"), ("fps_ratio", "ratio"),
                           ("transport_p50_ms", "transport p50"), ("codec_ms", "codec"),
-                          ("overhead_p50_ms", "overhead p50"), ("lost", "lost")])
+                          ("overhead_p50_ms", "overhead p50"), ("ros_cpu_ms", "ROS CPU/frame"),
+                          ("local_cpu_ms", "local CPU/frame"), ("lost", "lost")])
     print(f"FPS ROS/in-process ({rows[0]['config']}): {targets['fps_ratio_first_config']} "
           f"(target >= {FPS_TARGET}); transport+codec p50 up to {OVERHEAD_MAX_KB} KB: "
           f"{targets['overhead_p50_ms_max_up_to_32kb']} ms (target <= {OVERHEAD_TARGET_MS} ms)")
