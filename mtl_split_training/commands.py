@@ -35,7 +35,9 @@ def _compare(args: argparse.Namespace) -> int:
     command = ["mtl-split", "compare", "--config", args.config, "--out", args.out, "--runs", args.runs]
     for item in args.overrides:
         command += ["--set", item]
-    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command))
+    if args.equal_compute:
+        command.append("--equal-compute")
+    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command), args.equal_compute)
     print((Path(args.out) / RESULTS_MD).read_text())
     return 0
 
@@ -57,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--runs", default="runs/mtl_vs_stl", help="where the two runs go")
     compare.add_argument("--out", default="reports/mtl_vs_stl", help="results.json + results.md")
     compare.add_argument("--reuse", action="store_true", help="reuse finished runs instead of retraining")
+    compare.add_argument("--equal-compute", action="store_true",
+                         help="also train MTL for epochs x tasks (as many images as all STL models together)")
     compare.set_defaults(func=_compare)
 
     engine = subparsers.add_parser("build-engine", help="build TensorRT engines for a bundle (needs tensorrt + GPU)")

@@ -1,5 +1,9 @@
 """`mtl-split compare`: the MTL-vs-STL table (accuracy per task, edge parameters, split-tensor
-bytes per frame, training time) from one config trained once as MTL and once as STL."""
+bytes per frame, training time) from one config trained once as MTL and once as STL.
+
+Same epochs for every model is the paper's protocol; with --equal-compute an extra MTL model
+trains for epochs x tasks, the images the STL models see together (about the same time).
+"""
 from __future__ import annotations
 
 import json
@@ -8,78 +12,94 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_from_dict, load_config
-from .models import ModelSpec, SplitModel
+from .models import SplitModel
 from .run import FINAL, METRICS, train_run
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
 
-def _train(raw: dict[str, Any], mode: str, out: Path, reuse: bool) -> dict[str, Any]:
+def _train(raw: dict[str, Any], mode: str, out: Path, reuse: bool, epochs: int | None = None) -> dict[str, Any]:
     if reuse and (out / FINAL).is_file():
         return json.loads((out / METRICS).read_text())
-    raw = {**raw, "mode": mode, "name": f"{raw.get('name', 'compare')}_{mode}"}
+    raw = {**raw, "mode": mode, "name": f"{raw.get('name', 'compare')}_{out.name}"}
+    if epochs is not None:
+        raw["train"] = {**raw.get("train", {}), "epochs": epochs}
     return train_run(config_from_dict(raw), raw, out, overwrite=True)
 
 
-def _split_bytes(spec: ModelSpec, tasks: tuple) -> int:
-    """float32 bytes of one frame's split tensor (what the paper sends, uncompressed)."""
-    return 4 * math.prod(SplitModel(spec, tasks[:1]).feature_shape)
-
-
-def summarize(cfg_raw: dict[str, Any], mtl: dict[str, Any], stl: dict[str, Any], command: str) -> dict[str, Any]:
-    cfg = config_from_dict(cfg_raw)
-    m = mtl["members"]["mtl"]
-    tasks = list(m["test"])
-    rows = []
-    for task in tasks:
-        s = stl["members"][task]
-        rows.append({
-            "task": task,
-            "mtl_test_accuracy": m["test"][task]["accuracy"], "stl_test_accuracy": s["test"][task]["accuracy"],
-            "mtl_val_accuracy": m["epochs"][-1]["val_accuracy"][task],
-            "stl_val_accuracy": s["epochs"][-1]["val_accuracy"][task],
-        })
+def _task_specs(cfg: Any) -> tuple:
     from .datasets import open_data
 
-    task_specs = open_data(cfg.data.spec, cfg.data.options(cfg.seed)).tasks
-    split_bytes = _split_bytes(cfg.model_spec(), task_specs)
-    stl_members = [stl["members"][t] for t in tasks]
+    return open_data(cfg.data.spec, cfg.data.options(cfg.seed)).tasks
+
+
+def _accuracies(member: dict[str, Any], task: str) -> tuple[float, float]:
+    return member["test"][task]["accuracy"], member["epochs"][-1]["val_accuracy"][task]
+
+
+def summarize(cfg_raw: dict[str, Any], runs: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:
+    """runs: "mtl" and "stl" metrics.json contents, optionally "mtl_equal"."""
+    cfg = config_from_dict(cfg_raw)
+    members = {"mtl": runs["mtl"]["members"]["mtl"]}
+    if "mtl_equal" in runs:
+        members["mtl_equal"] = runs["mtl_equal"]["members"]["mtl"]
+    tasks = list(members["mtl"]["test"])
+    stl = [runs["stl"]["members"][t] for t in tasks]
+    rows = []
+    for task, single in zip(tasks, stl):
+        row: dict[str, Any] = {"task": task}
+        for name, member in [*members.items(), ("stl", single)]:
+            row[f"{name}_test_accuracy"], row[f"{name}_val_accuracy"] = _accuracies(member, task)
+        rows.append(row)
+    feature_shape = SplitModel(cfg.model_spec(), _task_specs(cfg)[:1]).feature_shape
+    split_bytes = 4 * math.prod(feature_shape)  # float32, uncompressed: what the paper sends
+
+    def costs(key: str) -> dict[str, float]:
+        return {**{n: m[key] for n, m in members.items()}, "stl_sum": sum(s[key] for s in stl)}
+
     return {
         "command": command,
         "config": cfg.to_dict(),
-        "tasks": rows,
-        "edge_params": {"mtl": m["edge_params"], "stl_sum": sum(s["edge_params"] for s in stl_members)},
-        "total_params": {"mtl": m["total_params"], "stl_sum": sum(s["total_params"] for s in stl_members)},
-        "split_bytes_per_frame": {"mtl": split_bytes, "stl_sum": split_bytes * len(tasks)},
-        "train_seconds": {"mtl": m["train_seconds"], "stl_sum": sum(s["train_seconds"] for s in stl_members)},
-        "epochs": cfg.train.epochs,
         "backbone": cfg.model_spec().backbone,
+        "epochs": {"mtl": cfg.train.epochs, "stl": cfg.train.epochs,
+                   **({"mtl_equal": cfg.train.epochs * len(tasks)} if "mtl_equal" in members else {})},
+        "tasks": rows,
+        "edge_params": costs("edge_params"),
+        "total_params": costs("total_params"),
+        "split_bytes_per_frame": {"mtl": split_bytes, "stl_sum": split_bytes * len(tasks)},
+        "train_seconds": costs("train_seconds"),
     }
 
 
 def to_markdown(r: dict[str, Any]) -> str:
-    c = r["config"]
-    d = c["data"]
-    test_kind = (f"out-of-distribution (floor/wall hues {d['ood_hues']} held out)" if d["ood_hues"]
-                 else "in-distribution")
+    d = r["config"]["data"]
+    epochs = r["epochs"]
+    equal = "mtl_equal" in epochs
+    test_kind = (f"out-of-distribution (floor/wall hues {list(d['ood_hues'])} never seen in training)"
+                 if d["ood_hues"] else "in-distribution")
+    columns = [("mtl", f"MTL {epochs['mtl']} ep"), *([("mtl_equal", f"MTL {epochs['mtl_equal']} ep")] if equal else []),
+               ("stl", f"STL {epochs['stl']} ep")]
     lines = [
         "# MTL vs STL on procedural scenes",
         "",
-        f"{r['backbone']} from random init, "
-        f"{d['size']}x{d['size']} px, {d['train_size']} training images, {r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} for the MTL model and "
-        f"for each STL model; test split: {d['test_size']} images, {test_kind}; validation: {d['val_size']} "
-        "in-distribution images.",
+        f"{r['backbone']} from random init, {d['size']}x{d['size']} px, {d['train_size']} training images "
+        f"(salt-and-pepper {d['salt_pepper']}), tasks {', '.join(row['task'] for row in r['tasks'])}. "
+        f"STL: one full model per task, each trained {epochs['stl']} epoch{'s' * (epochs['stl'] != 1)} like the MTL model"
+        + (f"; MTL {epochs['mtl_equal']} ep sees as many images as the STL models together" if equal else "")
+        + f". Test: {d['test_size']} images, {test_kind}; val: {d['val_size']} in-distribution images.",
         "",
-        "| task | MTL test acc | STL test acc | MTL - STL | MTL val acc | STL val acc |",
-        "|---|---|---|---|---|---|",
+        "| task | " + " | ".join(f"{label} test" for _, label in columns) + " | MTL - STL test | "
+        + " | ".join(f"{label} val" for _, label in columns) + " |",
+        "|---" * (2 * len(columns) + 2) + "|",
     ]
     for row in r["tasks"]:
+        tests = " | ".join(f"{row[f'{key}_test_accuracy']:.3f}" for key, _ in columns)
+        vals = " | ".join(f"{row[f'{key}_val_accuracy']:.3f}" for key, _ in columns)
         diff = row["mtl_test_accuracy"] - row["stl_test_accuracy"]
-        lines.append(f"| {row['task']} | {row['mtl_test_accuracy']:.3f} | {row['stl_test_accuracy']:.3f} | "
-                     f"{diff:+.3f} | {row['mtl_val_accuracy']:.3f} | {row['stl_val_accuracy']:.3f} |")
+        lines.append(f"| {row['task']} | {tests} | {diff:+.3f} | {vals} |")
 
-    def ratio_row(name: str, key: str, fmt: str) -> str:
+    def cost_row(name: str, key: str, fmt: str) -> str:
         mtl, stl = r[key]["mtl"], r[key]["stl_sum"]
         return f"| {name} | {format(mtl, fmt)} | {format(stl, fmt)} | {100 * (1 - mtl / stl):.1f}% |"
 
@@ -87,25 +107,29 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "| cost | MTL (one model) | STL (sum of models) | MTL saves |",
         "|---|---|---|---|",
-        ratio_row("edge parameters", "edge_params", ","),
-        ratio_row("all parameters", "total_params", ","),
-        ratio_row("split tensor bytes/frame (float32)", "split_bytes_per_frame", ","),
-        ratio_row("training time (s, this machine)", "train_seconds", ".0f"),
-        "",
-        f"Made with: `{r['command']}`",
-        "",
+        cost_row("edge parameters", "edge_params", ","),
+        cost_row("all parameters (edge + server)", "total_params", ","),
+        cost_row("split tensor bytes/frame (float32)", "split_bytes_per_frame", ","),
+        cost_row(f"training time, s ({epochs['mtl']} ep each)", "train_seconds", ".0f"),
     ]
+    if equal:
+        lines.append(f"| training time, s (MTL {epochs['mtl_equal']} ep) | {r['train_seconds']['mtl_equal']:.0f} | "
+                     f"{r['train_seconds']['stl_sum']:.0f} | "
+                     f"{100 * (1 - r['train_seconds']['mtl_equal'] / r['train_seconds']['stl_sum']):.1f}% |")
+    lines += ["", f"Made with: `{r['command']}`", ""]
     return "\n".join(lines)
 
 
 def run_compare(config: str | Path, out: str | Path, runs: str | Path, overrides: list[str], reuse: bool,
-                command: str) -> dict[str, Any]:
-    """Train (or reuse) both runs, write results.json + results.md to `out`."""
-    _, raw = load_config(config, overrides)
+                command: str, equal_compute: bool = False) -> dict[str, Any]:
+    """Train (or reuse) the runs, write results.json + results.md to `out`."""
+    cfg, raw = load_config(config, overrides)
     runs, out = Path(runs), Path(out)
-    mtl = _train(raw, "mtl", runs / "mtl", reuse)
-    stl = _train(raw, "stl", runs / "stl", reuse)
-    result = summarize(raw, mtl, stl, command=command)
+    results = {"mtl": _train(raw, "mtl", runs / "mtl", reuse), "stl": _train(raw, "stl", runs / "stl", reuse)}
+    if equal_compute:
+        epochs = cfg.train.epochs * len(_task_specs(cfg))
+        results["mtl_equal"] = _train(raw, "mtl", runs / "mtl_equal", reuse, epochs=epochs)
+    result = summarize(raw, results, command=command)
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_JSON).write_text(json.dumps(result, indent=2) + "\n")
     (out / RESULTS_MD).write_text(to_markdown(result))

@@ -74,9 +74,11 @@ def test_user_errors_are_one_line(tmp_path, capsys):
 def test_compare_writes_the_mtl_vs_stl_table(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["compare", "--config", TINY, "--runs", str(tmp_path / "runs"), "--out", str(out),
-                 "--set", "train.max_batches=1"]) == 0
+                 "--set", "train.max_batches=1", "--equal-compute"]) == 0
     result = json.loads((out / "results.json").read_text())
     assert [r["task"] for r in result["tasks"]] == ["shape", "scale"]
+    assert result["epochs"] == {"mtl": 1, "stl": 1, "mtl_equal": 2}
+    assert {"mtl_test_accuracy", "mtl_equal_test_accuracy", "stl_val_accuracy"} <= set(result["tasks"][0])
     assert result["edge_params"]["stl_sum"] == 2 * result["edge_params"]["mtl"]
     assert result["split_bytes_per_frame"]["stl_sum"] == 2 * result["split_bytes_per_frame"]["mtl"]
     table = (out / "results.md").read_text()
