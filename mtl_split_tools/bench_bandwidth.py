@@ -1,13 +1,13 @@
 """`mtl-split bench bandwidth`: bytes per frame against accuracy, for every way to ship a frame.
 
-Two models are trained (cached under --work): the paper's MTL model (raw split tensor) and
-the same model with a learned int8 bottleneck at the split. On the same held-out frames we
+Models are trained (cached under --work): the paper's MTL model (raw split tensor) and the
+same model with a learned int8 bottleneck at the split, once per --bottleneck width. On the same held-out frames we
 measure, per representation, the serialized ROS message size, the payload size, encode and
 decode time, and every task's accuracy:
 
     images     raw rgb8, PNG, JPEG-75, JPEG-90 (the server decodes and runs the whole MTL model)
     features   float32 (the paper's wire), float16, int8, int8+zstd, per-channel int8+zstd
-    bottleneck the bottleneck model's int8 code + zstd (and without zstd)
+    bottleneck each bottleneck model's int8 code, with and without zstd
 
 Aim: at least 10x fewer bytes than JPEG-90 of the same frames with at most 1 accuracy
 point lost against the float32 split tensor. The result says which way it fell.
@@ -104,7 +104,8 @@ def image_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.ndar
     from mtl_split_core.runtime import EdgeModel, ServerModel
 
     edge, server = EdgeModel(bundle, max_batch=64), ServerModel(bundle, max_batch=64)
-    codecs = {"raw rgb8": None, "PNG": bc.png, **{f"JPEG-{q}": (lambda im, q=q: bc.jpeg(im, q)) for q in JPEG_QUALITIES}}
+    codecs = {"raw rgb8": None, "PNG": bc.png,
+              **{f"JPEG-{q}": (lambda im, q=q: bc.jpeg(im, q)) for q in JPEG_QUALITIES}}
     rows = []
     for name, encode in codecs.items():
         if encode is None:
@@ -125,10 +126,14 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     payloads (tensor vs image bytes, without either message's fixed fields)."""
     by = {r["name"]: r for r in rows}
     ref, jpg = by["float32"], by["JPEG-90"]
-    bn = min((r for r in rows if r["kind"] == "bottleneck"), key=lambda r: r["message_bytes"])
-    points = 100 * (bn["mean_accuracy"] - ref["mean_accuracy"])
-    out: dict[str, Any] = {"compact": bn["name"], "accuracy_points_vs_float32": round(points, 2),
-                           "aim": f">= {AIM_RATIO:g}x fewer bytes than JPEG-90, <= {AIM_POINTS:g} point lost vs float32"}
+    loss = lambda r: 100 * (ref["mean_accuracy"] - r["mean_accuracy"])  # noqa: E731
+    compact = [r for r in rows if r["kind"] == "bottleneck"]
+    # The smallest code within the accuracy budget; if none is, the most accurate one.
+    within = [r for r in compact if loss(r) <= AIM_POINTS]
+    bn = min(within, key=lambda r: r["message_bytes"]) if within else min(compact, key=loss)
+    points = -loss(bn)
+    aim = f">= {AIM_RATIO:g}x fewer bytes than JPEG-90, <= {AIM_POINTS:g} point lost vs float32"
+    out: dict[str, Any] = {"compact": bn["name"], "accuracy_points_vs_float32": round(points, 2), "aim": aim}
     for unit in ("message", "payload"):
         ratio = jpg[f"{unit}_bytes"] / bn[f"{unit}_bytes"]
         out[unit] = {"compact_bytes": bn[f"{unit}_bytes"], "jpeg90_bytes": jpg[f"{unit}_bytes"],
@@ -138,20 +143,21 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(mtl_cfg: dict[str, Any], bn_cfg: dict[str, Any], frames: int, work: Path) -> dict[str, Any]:
-    size, bottleneck = mtl_cfg["data"]["size"], bn_cfg["model"]["bottleneck"]
-    models = {}
-    for label, cfg in bc.progress([("mtl", mtl_cfg), ("bottleneck", bn_cfg)], desc="train (cached)", unit="model"):
-        models[label] = bc.trained_bundle(work, cfg)
+def run(mtl_cfg: dict[str, Any], bn_cfgs: list[dict[str, Any]], frames: int, work: Path) -> dict[str, Any]:
+    configs = {"mtl": mtl_cfg, **{f"bottleneck{c['model']['bottleneck']}": c for c in bn_cfgs}}
+    models = {label: bc.trained_bundle(work, cfg)
+              for label, cfg in bc.progress(configs.items(), desc="train (cached)", unit="model")}
     images, labels = bc.config_frames(mtl_cfg, frames)
-    bn_name = f"bottleneck{bottleneck}+int8"
     rows = [*image_rows(models["mtl"], images, labels),
-            *feature_rows(models["mtl"], images, labels, FEATURE_CASES, "features"),
-            *feature_rows(models["bottleneck"], images, labels,
-                          ((bn_name, None, "none", False), (bn_name + "+zstd", None, "zstd", False)), "bottleneck")]
-    return {"benchmark": "bandwidth", "backbone": BACKBONE, "input_size": size, "tasks": list(TASKS),
-            "frames": len(images), "bottleneck_channels": bottleneck,
-            "training": {"mtl": mtl_cfg, "bottleneck": bn_cfg}, "bundles": {k: str(v) for k, v in models.items()},
+            *feature_rows(models["mtl"], images, labels, FEATURE_CASES, "features")]
+    for label in list(models)[1:]:
+        rows += feature_rows(models[label], images, labels,
+                             ((f"{label}+int8", None, "none", False), (f"{label}+int8+zstd", None, "zstd", False)),
+                             "bottleneck")
+    return {"benchmark": "bandwidth", "backbone": BACKBONE, "input_size": mtl_cfg["data"]["size"],
+            "tasks": list(TASKS), "frames": len(images),
+            "bottleneck_channels": [c["model"]["bottleneck"] for c in bn_cfgs],
+            "training": configs, "bundles": {k: str(v) for k, v in models.items()},
             "bytes": "message_bytes = serialized ROS message (SharedFeatures / Image / CompressedImage); "
                      "payload_bytes = tensor or image bytes", "rows": rows, "headline": headline(rows)}
 
@@ -195,13 +201,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     bc.add_common_arguments(p, "bandwidth")
     p.add_argument("--size", type=int, default=None, help="input size (default 64; --full 224)")
     add_training_arguments(p)
-    p.add_argument("--bottleneck", type=int, default=16, help="learned bottleneck channels")
+    p.add_argument("--bottleneck", default="16", help="learned bottleneck widths (channels), comma-separated")
     p.add_argument("--frames", type=int, default=1000, help="test frames (at most the test split's 1000)")
 
 
 def main(args: argparse.Namespace) -> int:
     size = args.size or (224 if args.full else 64)
-    result = run(training_config(args, size), training_config(args, size, args.bottleneck), args.frames, args.work)
+    widths = [int(w) for w in args.bottleneck.split(",")]
+    result = run(training_config(args, size), [training_config(args, size, w) for w in widths], args.frames, args.work)
     table = [{**r, **{f"acc_{t}": v for t, v in r["accuracy"].items()}} for r in result["rows"]]
     bc.print_table(table, [("name", "representation"), ("message_bytes", "msg B"), ("payload_bytes", "payload B"),
                            *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),

@@ -101,7 +101,8 @@ class Relay:
         self._err.close()
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if not lines:
-            raise RuntimeError(f"the link relay printed no counters (exit {self.proc.returncode}); see {self._err.name}")
+            raise RuntimeError(f"the link relay printed no counters (exit {self.proc.returncode}); "
+                               f"see {self._err.name}")
         return json.loads(lines[-1])
 
 
@@ -131,7 +132,8 @@ def run_deployment(dep: Deployment, profiles: list[LinkProfile], seconds: float,
                 if dep.relay and profile else None
             try:
                 frames = live.camera_stream(size, seconds, rate, dep.camera, compressed=dep.compressed)
-                log = live.replay(dep.results_ns, frames, rate=1.0, desc=f"{dep.name} {profile.name if profile else ''}")
+                log = live.replay(dep.results_ns, frames, rate=1.0,
+                                  desc=f"{dep.name} {profile.name if profile else ''}")
             finally:
                 counters = relay.stop() if relay else None
             live.nodes_running(procs, log_dir / dep.name)
@@ -195,8 +197,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax1.set_yscale("log")
     ax2.axhline(result["camera_hz"], color="grey", ls="--", lw=1)
     ax2.legend(fontsize=7)
-    fig.suptitle(f"{result['backbone']} {result['input_size']} px, {result['camera_hz']:g} Hz camera over the emulated link "
-                 "(x: link, loss)", fontsize=9)
+    fig.suptitle(f"{result['backbone']} {result['input_size']} px, {result['camera_hz']:g} Hz camera over the "
+                 "emulated link (x: link, loss)", fontsize=9)
     return bc.save_figure(fig, path)
 
 

@@ -61,7 +61,8 @@ def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Pat
         else:
             model, spec, _ = load_model(Path(source))
         for k in range(len(model.stage_infos)):
-            export_bundle(recut(model, k), out / f"split{k}", input_spec=spec, extra={"mode": "recut", "source": source})
+            export_bundle(recut(model, k), out / f"split{k}", input_spec=spec,
+                          extra={"mode": "recut", "source": source})
 
     d = bc.cached_dir(work / "split", {"backbone": backbone, "size": size, "source": source}, build)
     return sorted((p for p in d.iterdir() if p.name.startswith("split")), key=lambda p: int(p.name[5:]))
@@ -144,7 +145,8 @@ def run(backbones: tuple[str, ...], size: int, trained: dict[str, Any] | None, f
     if trained:
         run_dir = bc.trained_bundle(work, trained).parent / "run"
         images, labels = bc.config_frames(trained, frames)
-        out.append(measurement(work, str(run_dir), trained["model"]["backbone"], trained["data"]["size"], images, labels,
+        out.append(measurement(work, str(run_dir), trained["model"]["backbone"], trained["data"]["size"],
+                               images, labels,
                                "trained (the bandwidth benchmark's MTL model), re-cut at every split"))
     return {"benchmark": "split", "codecs": [c[0] for c in CODECS], "measurements": out,
             "note": "edge_ms/server_ms: ONNX Runtime CPU batch 1 median on this machine; "

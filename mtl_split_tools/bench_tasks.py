@@ -74,7 +74,8 @@ def run(backbone: str, counts: tuple[int, ...], size: int, mbps: float, work: Pa
 def plot(result: dict[str, Any], path: Path) -> Path:
     plt = bc.pyplot()
     panels = [("edge_rss_mb", "edge peak RSS (MB)"), ("bytes_float32", "bytes/frame (float32)"),
-              ("server_ms", "server compute (ms/frame)"), ("e2e_ms_float32", f"end-to-end ms @ {result['bandwidth_mbps']} Mbit/s")]
+              ("server_ms", "server compute (ms/frame)"),
+              ("e2e_ms_float32", f"end-to-end ms @ {result['bandwidth_mbps']} Mbit/s")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.0))
     for ax, (key, label) in zip(axes, panels):
         for dep, style in (("mtl_split", "o-"), ("stl_split", "s--")):
@@ -101,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
         tuple(range(1, 17)) if args.full else (1, 2, 4, 8, 16))
     result = run(args.backbone, counts, args.size, args.bandwidth, args.work)
     bc.print_table(result["rows"], [("tasks", "N"), ("deployment", "deployment"), ("edge_rss_mb", "edge RSS MB"),
-                                    ("edge_ms", "edge ms"), ("bytes_float32", "B f32"), ("bytes_int8+zstd", "B int8+zstd"),
+                                    ("edge_ms", "edge ms"), ("bytes_float32", "B f32"),
+                                    ("bytes_int8+zstd", "B int8+zstd"),
                                     ("server_ms", "server ms"), ("e2e_ms_float32", "e2e ms f32"),
                                     ("e2e_ms_int8+zstd", "e2e ms int8+zstd")])
     bc.write_result(args.out, result)

@@ -27,10 +27,13 @@ def load_measurement(report: Path, backbone: str, size: int) -> dict[str, Any]:
     if not report.is_file():
         raise MtlSplitError(f"{report} does not exist; run `mtl-split bench split --backbones {backbone} "
                             f"--size {size}` first")
-    found = [m for m in json.loads(report.read_text())["measurements"]
-             if m["backbone"] == backbone and m["input_size"] == size]
+    try:
+        measured = json.loads(report.read_text())["measurements"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise MtlSplitError(f"{report} is not a `mtl-split bench split` report ({e}); run the benchmark again") from e
+    found = [m for m in measured if m["backbone"] == backbone and m["input_size"] == size]
     if not found:
-        have = ", ".join(sorted({f"{m['backbone']}@{m['input_size']}" for m in json.loads(report.read_text())["measurements"]}))
+        have = ", ".join(sorted({f"{m['backbone']}@{m['input_size']}" for m in measured}))
         raise MtlSplitError(f"{report} has no measurement of {backbone} at {size} px (it has {have}); run "
                             f"`mtl-split bench split --backbones {backbone} --size {size}`")
     return max(found, key=lambda m: m["accuracy_measured"])
@@ -99,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     m = load_measurement(args.report, backbone, size)
     ranked = plan(m, args.bandwidth, args.edge_ms, args.delay_ms, args.server_speedup, args.max_loss)
     if args.json:
-        print(json.dumps({"backbone": backbone, "input_size": size, "weights": m["weights"], "ranked": ranked}, indent=2))
+        print(json.dumps({"backbone": backbone, "input_size": size, "weights": m["weights"], "ranked": ranked},
+                         indent=2))
         return 0
     print(f"{backbone} at {size} px ({m['weights']}), link {args.bandwidth:g} Mbit/s + {args.delay_ms:g} ms, "
           f"server speed-up {args.server_speedup:g}x")
