@@ -31,7 +31,7 @@ from typing import Any
 
 from . import bench_common as bc
 from . import bench_live as live
-from .link_relay import LinkProfile, command
+from .link_relay import LinkProfile, command, netem_unavailable
 
 ROBOT, SERVER = "/robot", "/server"
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
@@ -175,6 +175,8 @@ def run(links: list[LinkProfile], seconds: float, rate: float, size: int, work: 
             "links": {p.name: {"mbps": p.mbps, "delay_ms": p.delay_ms, "jitter_ms": p.jitter_ms, "loss": p.loss,
                                "reliable": p.reliable, "max_queue_ms": p.max_queue_ms} for p in links},
             "jpeg90_encode_ms": round(bc.median_ms(lambda: bc.jpeg(frame, 90), 20), 3),
+            "emulator": "mtl_split_tools.link_relay (application-level relay)",
+            "tc_netem": netem_unavailable() or "available (not used: the relay runs everywhere)",
             "notes": "jpeg_to_server: the camera publishes JPEG-90 (encoding not in the latency); "
                      "edge_only runs once (no link)", "rows": rows}
 

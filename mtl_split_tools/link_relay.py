@@ -126,6 +126,22 @@ class Link:
         return resent, int(tries.max()) - 1
 
 
+def netem_unavailable() -> str | None:
+    """Why kernel link emulation (tc netem, tried in a throw-away network namespace) cannot
+    be used here, or None if it can: recorded next to results made with the relay instead."""
+    import shutil
+    import subprocess
+
+    if not (shutil.which("tc") and shutil.which("unshare") and shutil.which("ip")):
+        return "tc, ip or unshare is not installed"
+    probe = "ip link set lo up && tc qdisc add dev lo root netem delay 1ms"
+    try:
+        done = subprocess.run(["unshare", "--net", "sh", "-c", probe], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"probe failed ({e})"
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
+
+
 def message_class(type_name: str) -> type:
     """'pkg/msg/Type' -> the generated Python class."""
     try:
