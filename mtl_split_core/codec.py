@@ -10,7 +10,9 @@ Two layers:
 
 Everything that arrives from the network is untrusted: `decode` checks every field against
 every other before it allocates, and raises CodecError (one type, a message saying what is
-wrong) for anything inconsistent. It never allocates more than `max_bytes`.
+wrong) for anything inconsistent. The float32 tensor it returns is at most `max_bytes`,
+whatever the wire dtype, and decoding needs at most 2.25x that at its peak (one
+decompressed or converted copy plus the NaN check's mask; test_fuzz_messages measures it).
 """
 from __future__ import annotations
 
@@ -70,7 +72,9 @@ def quant_params(x: np.ndarray, dtype: str, per_channel: bool) -> tuple[np.ndarr
     lo = np.minimum(flat.min(axis=1), 0.0).astype(np.float64)
     hi = np.maximum(flat.max(axis=1), 0.0).astype(np.float64)
     span = hi - lo
-    scale = np.where(span > 0, span / (qmax - qmin), 1.0)
+    # At least float32's smallest normal: a subnormal range would round the scale to 0 in
+    # float32, and the receiver rightly refuses a zero scale.
+    scale = np.maximum(np.where(span > 0, span / (qmax - qmin), 1.0), np.finfo(np.float32).tiny)
     zero_point = np.clip(np.round(qmin - lo / scale), qmin, qmax)
     return scale.astype(np.float32), zero_point.astype(np.int32)
 
@@ -134,13 +138,16 @@ def _check_header(enc: EncodedFeatures, max_bytes: int) -> np.dtype:
         raise CodecError(f"shape {list(shape)} must have 1..{MAX_NDIM} positive dimensions")
     dt = DTYPES[enc.dtype]
     # Python ints: no overflow however large the claimed dimensions are.
-    expected = dt.itemsize
+    count = 1
     for d in shape:
-        expected *= int(d)
-    if expected > max_bytes:
+        count *= int(d)
+    expected = count * dt.itemsize
+    # The limit is on what the receiver will hold: the float32 tensor, 4x an int8 payload.
+    decoded = count * DTYPES["float32"].itemsize
+    if decoded > max_bytes:
         raise CodecError(
-            f"shape {list(shape)} claims {expected} bytes, over the {max_bytes}-byte limit "
-            "(raise max_bytes if this model's features really are that large)"
+            f"shape {list(shape)} decodes to {decoded} bytes of float32, over the {max_bytes}-byte limit "
+            "(raise max_bytes / max_feature_bytes if this model's features really are that large)"
         )
     if enc.raw_size != expected:
         raise CodecError(
@@ -186,13 +193,15 @@ def decode(enc: EncodedFeatures, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarr
     """Payload -> float32 tensor of enc.shape. Raises CodecError on any inconsistency."""
     dt = _check_header(enc, max_bytes)
     tensor = np.frombuffer(_decompress(enc), dtype=dt).reshape(enc.shape)
-    if enc.dtype in QUANTIZED:
-        s = _broadcast(enc.scale, tensor.ndim)
-        zp = _broadcast(enc.zero_point, tensor.ndim)
-        return ((tensor.astype(np.float32) - zp) * s).astype(np.float32)
     out = tensor.astype(np.float32)
+    if enc.dtype in QUANTIZED:
+        # In place: one float32 tensor, no temporaries of its size. A huge scale overflows
+        # to inf, which the check below refuses.
+        out -= _broadcast(enc.zero_point, tensor.ndim).astype(np.float32)
+        with np.errstate(over="ignore"):
+            out *= _broadcast(enc.scale, tensor.ndim)
     if not np.isfinite(out).all():
-        raise CodecError("decoded features contain NaN or inf; corrupt payload")
+        raise CodecError("decoded features contain NaN or inf; corrupt payload or quantization scale")
     return out
 
 
