@@ -42,16 +42,26 @@ def _step(title: str, argv: list[str], done: Path | None, fresh: bool) -> None:
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
+def _run_config(run_dir: Path) -> dict | None:
+    """The config a previous run in run_dir was trained with (None: no run there)."""
+    from mtl_split_training.run import RUN_META
+
+    meta = run_dir / RUN_META
+    return json.loads(meta.read_text()).get("raw_config") if meta.is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.bundle import load_manifest
+    from mtl_split_training.config import load_config
     from mtl_split_training.run import FINAL
 
     name = args.name
     run_dir, bundle, bag, out = Path("runs", name), Path("models", name), Path("data/bags", name), Path("reports", name)
     started = time.perf_counter()
     train = ["train", "--config", args.config, "--out", str(run_dir)]
-    if args.fresh:
-        train.append("--overwrite")
+    previous = _run_config(run_dir)
+    if args.fresh or (previous is not None and previous != load_config(args.config)[1]):
+        train.append("--overwrite")  # asked for, or the config changed since that run
     elif (run_dir / FINAL).exists():
         train = []
     elif run_dir.exists():
