@@ -201,7 +201,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     bc.add_common_arguments(p, "bandwidth")
     p.add_argument("--size", type=int, default=None, help="input size (default 64; --full 224)")
     add_training_arguments(p)
-    p.add_argument("--bottleneck", default="16", help="learned bottleneck widths (channels), comma-separated")
+    p.add_argument("--bottleneck", default="16,4", help="learned bottleneck widths (channels), comma-separated")
     p.add_argument("--frames", type=int, default=1000, help="test frames (at most the test split's 1000)")
 
 
