@@ -15,7 +15,6 @@ point lost against the float32 split tensor. The result says which way it fell.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,8 +222,3 @@ def main(args: argparse.Namespace) -> int:
     plot(result, bc.png_path(args.out))
     return 0
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

@@ -152,11 +152,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--publisher"]:
-        s, d, c, n, r = sys.argv[2:7]
-        publisher(int(s), d, c, int(n), float(r))
-    else:
-        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-        add_arguments(parser)
-        sys.exit(main(parser.parse_args()))
+if __name__ == "__main__":  # the publisher child of _receive(); users run `mtl-split bench codec`
+    s, d, c, n, r = sys.argv[2:7]
+    publisher(int(s), d, c, int(n), float(r))

@@ -24,7 +24,6 @@ import argparse
 import json
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,8 +227,3 @@ def main(args: argparse.Namespace) -> int:
     plot(result, bc.png_path(args.out))
     return 0
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

@@ -2,7 +2,6 @@
 bag is replayed through them, and live results equal offline results frame for frame."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
