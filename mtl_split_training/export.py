@@ -55,6 +55,7 @@ def _check_against_torch(model: SplitModel, out_dir: Path, images: torch.Tensor)
         logits = model.server_part()(features)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = 1  # a 2-image probe: threads only add contention
     edge = ort.InferenceSession(str(out_dir / BACKBONE_FILE), options, providers=["CPUExecutionProvider"])
     heads = ort.InferenceSession(str(out_dir / HEADS_FILE), options, providers=["CPUExecutionProvider"])
     onnx_features = edge.run([FEATURES_NAME], {IMAGE_INPUT: images.numpy()})[0]

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .config import RunConfig, config_from_dict
 from .datasets import open_data
 from .distributed import DistContext
@@ -66,8 +68,17 @@ def _prepare(out_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> di
 def train_run(cfg: RunConfig, raw_config: dict[str, Any], out_dir: str | Path, *, resume: bool = False,
               overwrite: bool = False, ctx: DistContext | None = None) -> dict[str, Any]:
     """Train every member of the run and return the metrics.json content."""
-    ctx = ctx or DistContext()
-    out_dir = Path(out_dir)
+    previous_threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train_members(cfg, raw_config, Path(out_dir), resume, overwrite, ctx or DistContext())
+    finally:
+        torch.set_num_threads(previous_threads)  # callers in the same process keep their setting
+
+
+def _train_members(cfg: RunConfig, raw_config: dict[str, Any], out_dir: Path, resume: bool, overwrite: bool,
+                   ctx: DistContext) -> dict[str, Any]:
     old = _prepare(out_dir, cfg, resume, overwrite) if ctx.is_main else None
     ctx.barrier()
     source = open_data(cfg.data.spec, cfg.data.options(cfg.seed))

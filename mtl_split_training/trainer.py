@@ -82,8 +82,6 @@ class MemberTrainer:
                  ctx: DistContext, label: str):
         self.cfg, self.source, self.tasks, self.dir, self.ctx, self.label = cfg, source, tasks, member_dir, ctx, label
         self.device = pick_device(cfg.train.device, ctx)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.model = SplitModel(cfg.model_spec(), tasks).to(self.device)
         # One task has nothing to weigh: STL models always train on their plain loss.
