@@ -76,23 +76,52 @@ class OnnxRuntimeBackend:
                                    "trt_fp16_enable": trt_fp16}))
             else:
                 chosen.append(p)
-        models = _split_outputs(path) if per_output else None
-        if models is None:
-            session = ort.InferenceSession(str(path), options, providers=chosen)
-            self.output_names = [o.name for o in session.get_outputs()]
-            self._sessions = {name: session for name in self.output_names}
-        else:
-            self.output_names = list(models)
-            self._sessions = {name: ort.InferenceSession(m, options, providers=chosen) for name, m in models.items()}
+        self.path = Path(path)
+        try:
+            models = _split_outputs(path) if per_output else None
+            if models is None:
+                session = ort.InferenceSession(str(path), options, providers=chosen)
+                self.output_names = [o.name for o in session.get_outputs()]
+                self._sessions = {name: session for name in self.output_names}
+            else:
+                self.output_names = list(models)
+                self._sessions = {name: ort.InferenceSession(m, options, providers=chosen)
+                                  for name, m in models.items()}
+        except _load_errors() as e:
+            raise BackendError(f"ONNX Runtime cannot load {path} ({type(e).__name__}: {e}); re-export the "
+                               "bundle, or update onnxruntime if the model needs a newer opset") from e
         first = next(iter(self._sessions.values()))
         self.split = models is not None
         self.name = f"onnxruntime:{first.get_providers()[0]}"
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         wanted = list(outputs) if outputs is not None else self.output_names
-        if not self.split:
-            return next(iter(self._sessions.values())).run(wanted, dict(feeds))
-        return [self._sessions[name].run([name], dict(feeds))[0] for name in wanted]
+        try:
+            if not self.split:
+                return next(iter(self._sessions.values())).run(wanted, dict(feeds))
+            return [self._sessions[name].run([name], dict(feeds))[0] for name in wanted]
+        except _ort_errors() as e:
+            raise BackendError(f"ONNX Runtime failed to run {self.path.name} ({type(e).__name__}: {e})") from e
+
+
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's exception types: pybind classes with no common base but Exception, so
+    the nodes' `except MtlSplitError` would miss them (and rclpy swallows a failing transition
+    without a word)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+
+
+def _load_errors() -> tuple[type[Exception], ...]:
+    """What loading a damaged ONNX file raises: ONNX Runtime's errors, protobuf's, onnx's."""
+    errors = _ort_errors()
+    try:
+        from google.protobuf.message import DecodeError
+        from onnx.checker import ValidationError
+    except ImportError:
+        return errors
+    return (*errors, DecodeError, ValidationError)
 
 
 def _split_outputs(path: str | Path) -> dict[str, bytes] | None:

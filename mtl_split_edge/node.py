@@ -17,7 +17,7 @@ from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel
 from mtl_split_ros import qos
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
-from mtl_split_ros.node import ManagedNode, guarded
+from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import EDGE
 
 COMPRESSED_SUFFIX = "/compressed"
@@ -78,9 +78,10 @@ class EdgeNode(ManagedNode):
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
         if batching:
             self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
+        features_topic = self.resolve_topic_name(topics.FEATURES)
         self._features_pub = self.create_publisher(
             SharedFeatures, topics.FEATURES, qos.profile(p, "features"),
-            event_callbacks=qos.publisher_events(self.diag.error, topics.FEATURES, "features"))
+            event_callbacks=qos.publisher_events(self.diag.error, features_topic, "features"))
         self._info_pub = self.create_publisher(BackboneInfo, topics.BACKBONE_INFO, qos.LATCHED)
         m = self._model
         for key, value in [("model_id", m.manifest.model_id), ("backbone", m.manifest.backbone),
@@ -131,6 +132,7 @@ class EdgeNode(ManagedNode):
 
     # --- frames ---------------------------------------------------------------------------
 
+    @contained
     def _on_image(self, msg: Any, topic: str, missed: int) -> None:
         start = time.perf_counter()
         self.diag.count(FRAMES_IN)

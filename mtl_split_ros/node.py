@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from rclpy.parameter import Parameter
 
 from mtl_split_core.errors import MtlSplitError
 
-from .diagnostics import Diagnostics
+from .diagnostics import DROPPED, Diagnostics
 from .params import NodeSpec, Param
 
 _TYPES = {
@@ -39,14 +40,38 @@ Transition = Callable[["ManagedNode", LifecycleState], TransitionCallbackReturn]
 
 def guarded(fn: Transition) -> Transition:
     """A transition that logs an expected failure (bad bundle, bad parameter) as one line
-    and returns FAILURE; the node stays up in its previous state."""
+    and returns FAILURE; the node stays up in its previous state. Anything else is a bug:
+    logged with its traceback, because rclpy swallows an exception in a transition without
+    a word (the transition just reports ERROR)."""
     @functools.wraps(fn)
     def wrapper(self: "ManagedNode", state: LifecycleState) -> TransitionCallbackReturn:
         try:
             return fn(self, state)
         except (MtlSplitError, ValueError, OSError) as e:
             self.get_logger().error(f"{fn.__name__[3:]} failed: {e}")
-            return TransitionCallbackReturn.FAILURE
+        except Exception as e:  # noqa: BLE001 - reported, never silent
+            self.get_logger().error(f"{fn.__name__[3:]} failed unexpectedly ({type(e).__name__}: {e}); "
+                                    f"please report this:\n{traceback.format_exc()}")
+        return TransitionCallbackReturn.FAILURE
+    return wrapper
+
+
+INTERNAL = "internal"  # error kind of a message that hit a bug: counted, logged, node keeps serving
+
+
+def contained(callback: Callable[..., None]) -> Callable[..., None]:
+    """A message callback whose unexpected exception (a bug, or input nobody foresaw) drops
+    that one message - counted as dropped and errors.internal, logged with its traceback
+    (rate-limited) - instead of ending the node: one poisoned frame must not take the robot's
+    perception down with it."""
+    @functools.wraps(callback)
+    def wrapper(self: "ManagedNode", *args: Any) -> None:
+        try:
+            callback(self, *args)
+        except Exception as e:  # noqa: BLE001 - counted and logged, never silent
+            self.diag.error(self.get_name(), INTERNAL, f"message dropped, unexpected {type(e).__name__}: {e}; "
+                            f"please report this:\n{traceback.format_exc()}")
+            self.diag.count(DROPPED)
     return wrapper
 
 

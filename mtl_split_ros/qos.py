@@ -26,13 +26,24 @@ def profile(params: Mapping[str, Any], group: str) -> QoSProfile:
                       reliability=_RELIABILITY[params[f"{group}_qos_reliability"]])
 
 
+def fix(policy: str, group: str, peer: str) -> str:
+    """What to change for one incompatible policy; `peer` is the other side's role."""
+    if policy == "RELIABILITY":
+        ours = "best_effort" if peer == "publisher" else "reliable"
+        return (f"set {group}_qos_reliability:={ours} on this node, or make the {peer} "
+                f"{'reliable' if peer == 'publisher' else 'best effort'}")
+    if policy == "DURABILITY":
+        return ("this node's topics are volatile: make the subscriber volatile (e.g. "
+                "`ros2 topic echo --qos-durability volatile`)")
+    return f"make the {peer}'s {policy.lower()} QoS compatible with this node's (see docs/nodes.md)"
+
+
 def _incompatible(report: Report, topic: str, group: str, peer: str) -> Callable[[Any], None]:
     def callback(info: Any) -> None:
-        policy = getattr(info.last_policy_kind, "name", info.last_policy_kind)
+        policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind)).removeprefix("RMW_QOS_POLICY_")
         report(topic, "incompatible_qos",
                f"a {peer} on {topic} has incompatible QoS ({policy}); no messages flow between "
-               f"them. Match the peer, e.g. {group}_qos_reliability:=best_effort on the subscriber "
-               "or reliable on the publisher")
+               f"them. Fix: {fix(policy, group, peer)}")
     return callback
 
 

@@ -17,7 +17,7 @@ from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
 from mtl_split_core.runtime import Prediction, ServerModel
 from mtl_split_ros import qos
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
-from mtl_split_ros.node import ManagedNode, guarded
+from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import SERVER
 
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
@@ -61,7 +61,9 @@ class Item:
 
 
 def _ms_between(earlier: Any, later: Time) -> float:
-    return (later - Time.from_msg(earlier)).nanoseconds / 1e6
+    """later - a stamp from the wire. Plain integers: rclpy's Time refuses a negative stamp,
+    and a robot with a broken clock must not crash the server."""
+    return (later.nanoseconds - (earlier.sec * 1_000_000_000 + earlier.nanosec)) / 1e6
 
 
 def task_prediction(p: Prediction) -> TaskPrediction:
@@ -159,8 +161,8 @@ class ServerNode(ManagedNode):
         results_topic = topics.results_for(topic)
         source = Source(
             topic=topic, sub=None, info_sub=None,
-            results=self.create_publisher(MultiTaskResult, results_topic, results_qos),
-            task_results={t: self.create_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
+            results=self._results_publisher(MultiTaskResult, results_topic, results_qos),
+            task_results={t: self._results_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
                           for t in tasks})
         gaps = SequenceGaps()
         source.sub = self.create_subscription(
@@ -174,15 +176,25 @@ class ServerNode(ManagedNode):
         self.diag.info("sources", len(self._sources))
         self.get_logger().info(f"serving {topic} -> {results_topic}[/<task>]")
 
+    def _results_publisher(self, msg_type: type, topic: str, profile: Any) -> Any:
+        return self.create_publisher(msg_type, topic, profile,
+                                     event_callbacks=qos.publisher_events(self.diag.error, topic, "results"))
+
     def _check_edge(self, info: BackboneInfo, topic: str) -> None:
         ours = self._model.manifest.model_id
-        if info.model_id != ours:
+        if info.schema_version != SharedFeatures.SCHEMA_VERSION:
+            self.get_logger().warning(
+                f"the edge publishing {topic} sends SharedFeatures schema {info.schema_version}, this server "
+                f"reads schema {SharedFeatures.SCHEMA_VERSION}: its frames will be dropped until both run the "
+                "same mtl_split release")
+        elif info.model_id != ours:
             self.get_logger().warning(
                 f"the edge publishing {topic} runs model {info.model_id} ({info.backbone}), this server "
                 f"{ours}: its frames will be dropped until both run the same bundle")
 
     # --- frames ---------------------------------------------------------------------------
 
+    @contained
     def _on_features(self, msg: SharedFeatures, source: Source, missed: int) -> None:
         transport_ms = _ms_between(msg.sent, self.get_clock().now())
         self.diag.count(FRAMES_IN)
