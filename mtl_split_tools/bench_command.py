@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "video": ("mtl_split_tools.bench_video", "30 Hz camera through the live nodes: FPS, latency, drops, QoS depth 1 vs 10"),
     "network": ("mtl_split_tools.bench_network", "live pipeline over an emulated 3G/4G/Wi-Fi link with loss: latency, FPS"),
     "pipeline": ("mtl_split_tools.bench_pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
+    "soak": ("mtl_split_tools.soak", "live pipeline for --minutes at --rate Hz: RSS growth, every frame accounted for"),
 }
 
 
