@@ -150,7 +150,7 @@ def tensorrt_unavailable() -> str | None:
     except ImportError as e:
         return f"cuda-python (cuda.bindings) does not import ({e}); pip install cuda-python"
     try:
-        _gpu_name()
+        gpu_name()
     except BackendError as e:
         return str(e)
     return None
@@ -172,7 +172,8 @@ def _cuda(result: tuple[Any, ...]) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _gpu_name() -> str:
+def gpu_name() -> str:
+    """The current GPU's name, as engine file names carry it (engines do not port between GPUs)."""
     cudart = _cudart()
     props = _cuda(cudart.cudaGetDeviceProperties(_cuda(cudart.cudaGetDevice())))
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
@@ -199,7 +200,7 @@ def tensorrt_engine(bundle_dir: str | Path, manifest: Manifest, onnx_file: str, 
     at `precision` (auto: fp16, fp32, int8) for at least `min_batch` frames; None if there is none."""
     import tensorrt
 
-    gpu, sha = _gpu_name(), manifest.files[onnx_file]
+    gpu, sha = gpu_name(), manifest.files[onnx_file]
     engines = [(int(m.group(1)), f) for f in Path(bundle_dir).glob("*.engine")
                if (m := re.search(r"\.b(\d+)\.engine$", f.name))]
     for p in PRECISIONS if precision == "auto" else (precision,):

@@ -80,7 +80,7 @@ def build_engines(bundle: str | Path, precision: str = "fp16", calib_images: int
     if batch < 1 or (precision == "int8" and calib_images < batch):
         raise TrainingError("--batch must be >= 1 and --calib-images at least one batch")
     logger = trt.Logger(trt.Logger.WARNING)
-    gpu = backends._gpu_name()  # the same name the nodes use to find the engine
+    gpu = backends.gpu_name()  # the name the nodes look engines up by
     shapes = {BACKBONE_FILE: (IMAGE_INPUT, (3, manifest.input.height, manifest.input.width)),
               HEADS_FILE: (FEATURES_NAME, tuple(manifest.features.shape))}
     written = []
