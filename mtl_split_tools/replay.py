@@ -15,6 +15,8 @@ from .bags import COMPRESSED, Frame, image_message
 
 # A frame with no result after this long is counted as dropped.
 RESULT_TIMEOUT_S = 5.0
+# --rate max: frames published but not yet answered, at most (below the server's queue depth).
+MAX_IN_FLIGHT = 3
 DIAGNOSTICS_PREFIX = "mtl_split: "
 COUNTERS = ("frames_in", "frames_out", "dropped")
 
@@ -124,9 +126,10 @@ class Replayer:
 
     def replay(self, frames: list[Frame], rate: float | None, progress=None) -> None:
         """rate: real-time factor (1.0 = recorded timing); None = as fast as the pipeline
-        takes it: the next frame goes out when the edge has published the previous one's
-        features, so the edge never finds two frames waiting (its camera queue keeps only the
-        newest) while edge and server still work on consecutive frames at the same time."""
+        takes it: the next frame goes out once the edge has published the previous one's
+        features (its camera queue keeps only the newest frame, so it must never find two
+        waiting) and fewer than MAX_IN_FLIGHT frames await results (the server's queue is
+        short too). Edge and server still work on consecutive frames at the same time."""
         start_wall = time.perf_counter()
         t0 = frames[0].stamp_ns
         previous: int | None = None
@@ -134,20 +137,22 @@ class Replayer:
             if rate is not None:
                 self.spin_for(start_wall + (f.stamp_ns - t0) / 1e9 / rate - time.perf_counter())
             elif previous is not None:
-                waited = time.perf_counter()
-                while (previous not in self.log.features_seen and previous not in self.log.results
-                       and time.perf_counter() - waited < RESULT_TIMEOUT_S):
-                    self.executor.spin_once(timeout_sec=0.002)
+                self._wait_until(lambda p=previous: (p in self.log.features_seen or p in self.log.results)
+                                 and len(self.log.sent_at) - len(self.log.results) < MAX_IN_FLIGHT)
             previous = f.stamp_ns
             self.log.sent_at[f.stamp_ns] = time.perf_counter()
             self.pub.publish(f.rawdata)
             self.executor.spin_once(timeout_sec=0)
             if progress is not None:
                 progress.update(1)
-        end = time.perf_counter() + RESULT_TIMEOUT_S
-        while len(self.log.results) < len(frames) and time.perf_counter() < end:
-            self.executor.spin_once(timeout_sec=0.01)
+        self._wait_until(lambda: len(self.log.results) >= len(frames))
         self.spin_for(1.5)  # one more /diagnostics period: the nodes' final counters
+
+    def _wait_until(self, done) -> None:
+        """Spin until done() or RESULT_TIMEOUT_S (a frame that never returns counts as dropped)."""
+        end = time.perf_counter() + RESULT_TIMEOUT_S
+        while not done() and time.perf_counter() < end:
+            self.executor.spin_once(timeout_sec=0.002)
 
     def close(self) -> None:
         self.executor.shutdown()
