@@ -89,6 +89,8 @@ class Soak:
         self.replayer = Replayer(NAMESPACE, CAMERA, scenes[0].msgtype)
         self.rate = rate
         self.counters: dict[str, dict[str, int]] = {}
+        # Diagnostics status name -> "edge" / "server": only our own nodes count.
+        self.nodes = {f"{DIAGNOSTICS_PREFIX}{NAMESPACE}/{n.spec.name}": n.key for n in procs.nodes}
         self.replayer.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.pids = {key.split(":")[0]: psutil.Process(p.pid) for key, p in procs.procs.items()}
         self.samples = Samples()
@@ -96,9 +98,9 @@ class Soak:
 
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:
-            if status.name.startswith(DIAGNOSTICS_PREFIX):
+            node = self.nodes.get(status.name)
+            if node is not None:
                 values = {kv.key: kv.value for kv in status.values}
-                node = "edge" if status.name.endswith("mtl_split_edge") else "server"
                 self.counters[node] = {k: int(values.get(k, 0)) for k in COUNTERS}
 
     def publish(self) -> None:
