@@ -113,15 +113,6 @@ class EdgeNode(ManagedNode):
         self._pending.clear()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.on_deactivate(state)
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
     def _release(self) -> None:
         for pub in (self._features_pub, self._info_pub):
             if pub is not None:

@@ -124,6 +124,18 @@ class ManagedNode(LifecycleNode):
     def params(self) -> dict[str, Any]:
         return {n: self.get(n) for n in self.spec.names}
 
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Undo configure (publishers, timers, the model); both cleanup and shutdown call it."""
+
 
 def run(node_cls: type[ManagedNode], args: list[str] | None = None) -> int:
     """Spin one node until Ctrl-C/SIGTERM. Exit status 1 if autostart fails to configure."""

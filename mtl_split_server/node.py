@@ -130,15 +130,6 @@ class ServerNode(ManagedNode):
         self._sources.clear()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.on_deactivate(state)
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
     def _release(self) -> None:
         if self._batch_timer is not None:
             self.destroy_timer(self._batch_timer)
