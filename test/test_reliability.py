@@ -296,6 +296,8 @@ def test_server_rejects_malformed_features_and_serves_every_good_frame(ros, watc
         "errors.internal": 0}
     # Full rate: good frames were answered as they came, not after a backlog.
     latency = [watch.received_at[f"/rel_f_{n}"][k] - t for n in names for k, t in goods[n]]
+    print(f"\nserver: {len(BAD_FEATURES)} kinds x {rounds} malformed + {rounds * len(names)} good SharedFeatures: "
+          f"{delta}; good results {rounds * len(names)}/{rounds * len(names)}, slowest {max(latency) * 1e3:.0f} ms")
     assert max(latency) < 2.0, f"slowest good frame took {max(latency):.2f} s"
     assert time.monotonic() - start < LOG_INTERVAL_S, "too slow to check the rate limit"
     for n, bad_features in BAD_FEATURES.items():
@@ -340,6 +342,8 @@ def test_edge_rejects_malformed_images_and_serves_every_good_frame(ros, watch, p
     assert delta["errors.bad_image"] == rounds * len(BAD_IMAGES) - gaps and delta["frames_out"] == rounds
     assert delta["errors.internal"] == 0
     latency = [watch.received_at[EDGE_NS][k] - t for k, t in goods]
+    print(f"\nedge: {len(BAD_IMAGES)} kinds x {rounds} malformed + {rounds} good images at 30 Hz each: {delta}; "
+          f"good results {sum(k in results for k, _ in goods)}/{rounds}, slowest {max(latency) * 1e3:.0f} ms")
     assert max(latency) < 2.0, f"slowest good frame took {max(latency):.2f} s"
     assert time.monotonic() - start < LOG_INTERVAL_S
     for n, bad in BAD_IMAGES.items():
@@ -434,6 +438,8 @@ def test_edge_running_another_model_is_reported_before_its_first_frame(ros, watc
                  "the server to count /rel_m's frames as model_mismatch",
                  tick=lambda: camera.publish(image_msg(rgb, "cam_m")), tick_every=0.1)
     assert not results
+    print(f"\nanother model: {watch.count(SERVER, 'errors.model_mismatch') - before} frames of /rel_m counted as "
+          "model_mismatch, 0 results")
     assert len(log_lines(pipeline.server, "[model_mismatch] /rel_m/mtl_split/features")) == 1
     watch.served(EDGE_NS, ros.node.create_publisher(Image, f"{EDGE_NS}/{GOOD_CAMERA}", 10).publish,
                  image_msg(rgb, "cam_e"))
