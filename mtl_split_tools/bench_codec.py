@@ -9,7 +9,6 @@ machine, so their clocks agree and one-way latency is measurable.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -119,26 +118,45 @@ def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeo
 
 
 def run(out: Path, latency_count: int = 300, throughput_count: int = 1000) -> dict:
-    from tqdm import tqdm
+    from . import bench_common as bc
 
     rows = []
-    for size_kb in tqdm(SIZES_KB, desc="bench codec", unit="size"):
+    for size_kb in bc.progress(SIZES_KB, desc="bench codec", unit="size"):
         for dtype, c in CASES:
             paced = _receive(size_kb, dtype, c, latency_count, rate_hz=200.0, timeout=60)
             flat = _receive(size_kb, dtype, c, throughput_count, rate_hz=0.0, timeout=60)
             rows.append({"tensor_kb": size_kb, "dtype": dtype, "codec": c, "wire_bytes": paced["wire_bytes"],
-                         "latency_ms": paced["latency_ms"], "paced_received": paced["received"],
+                         "latency_ms": paced["latency_ms"], "p50_ms": paced["latency_ms"]["p50"],
+                         "p99_ms": paced["latency_ms"]["p99"], "paced_received": paced["received"],
                          "throughput_msgs_per_s": flat["msgs_per_s"],
                          "throughput_received": flat["received"], "throughput_sent": flat["sent"]})
     result = {"benchmark": "codec", "topic": TOPIC, "paced_rate_hz": 200.0, "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'tensor':>7} {'dtype':>8} {'codec':>5} {'wire B':>8} {'p50 ms':>7} {'p99 ms':>7} {'msg/s':>8}")
-    for r in rows:
-        print(f"{r['tensor_kb']:>5}KB {r['dtype']:>8} {r['codec']:>5} {r['wire_bytes']:>8} "
-              f"{r['latency_ms']['p50']:>7} {r['latency_ms']['p99']:>7} {r['throughput_msgs_per_s']!s:>8}")
-    print(f"wrote {out}")
+    bc.print_table(rows, [("tensor_kb", "tensor KB"), ("dtype", "dtype"), ("codec", "codec"),
+                          ("wire_bytes", "wire B"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                          ("throughput_msgs_per_s", "msg/s")])
+    bc.write_result(out, result)
+    _plot(rows, bc.png_path(out))
     return result
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    """Latency (p50 bar, p99 tick) and throughput per tensor size and wire format."""
+    from . import bench_common as bc
+
+    plt = bc.pyplot()
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 3.4))
+    labels = [f"{r['tensor_kb']}KB {r['dtype']}/{r['codec']}" for r in rows]
+    x = np.arange(len(rows))
+    lat.bar(x, [r["p50_ms"] for r in rows], label="p50")
+    lat.plot(x, [r["p99_ms"] for r in rows], "k_", markersize=12, label="p99")
+    lat.set_ylabel("encode+publish+receive+decode ms")
+    thr.bar(x, [r["throughput_msgs_per_s"] or 0 for r in rows], color="tab:green")
+    thr.set_ylabel("messages/s (reliable, flat out)")
+    for ax in (lat, thr):
+        ax.set_xticks(x, labels, fontsize=7, rotation=60, ha="right")
+    lat.legend()
+    fig.suptitle("SharedFeatures over loopback DDS")
+    bc.save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
