@@ -24,6 +24,7 @@ COMPRESSED_SUFFIX = "/compressed"
 # Error kinds counted on /diagnostics as errors.<kind>.
 BAD_IMAGE = "bad_image"
 INFERENCE = "inference"
+UNHEARD = "unheard"  # frames published while no subscriber was matched
 
 
 def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, type]]:
@@ -162,6 +163,9 @@ class EdgeNode(ManagedNode):
             self.diag.count(DROPPED, len(frames))
             return
         batch_ms = (time.perf_counter() - start) * 1e3
+        # Features nobody receives (no server matched: stopped, or dead past its DDS lease)
+        # are still published, and counted, so an outage is not silent on the robot's side.
+        unheard = not self._features_pub.get_subscription_count()
         for frame, enc in zip(frames, encoded):
             msg = codec.to_message(enc, SharedFeatures())
             msg.header = frame.header
@@ -170,6 +174,7 @@ class EdgeNode(ManagedNode):
             msg.sent = self.get_clock().now().to_msg()
             self._features_pub.publish(msg)
             self.diag.count(FRAMES_OUT)
+            self.diag.count(UNHEARD, unheard)
             self.diag.count("bytes_out", enc.wire_bytes)
             self.diag.observe("bytes_per_frame", enc.wire_bytes)
             self.diag.observe("compute_ms", msg.edge_compute_ms)
