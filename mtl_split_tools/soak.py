@@ -8,8 +8,8 @@ node (the one `mtl-split evaluate` uses), samples both nodes' resident memory ev
 
 - memory: each node's RSS growth after warm-up under 5 % (median of the last minute vs the
   median of the first minute after --warmup-s; the linear slope is reported too);
-- accounting: sent = results received + drops the nodes counted (edge and server `dropped`,
-  server `unheard`), from the counters' increase over the run - no frame lost uncounted;
+- accounting: sent = results received + drops the nodes counted (`dropped` and `unheard` of
+  edge and server), from the counters' increase over the run - no frame lost uncounted;
 - both nodes alive at the end.
 
 Writes reports/bench/soak.json and soak.png (RSS and delivered rate over time); exit status
@@ -65,9 +65,9 @@ def growth(t: list[float], rss: list[float], warmup_s: float) -> dict[str, float
 
 def accounting(sent: int, received: int, edge: dict[str, int], server: dict[str, int]) -> dict[str, int]:
     """Every frame sent either produced a result or was counted as dropped by a node."""
-    counted = edge["dropped"] + server["dropped"] + server["unheard"]
-    return {"sent": sent, "received": received, "edge_dropped": edge["dropped"], "server_dropped": server["dropped"],
-            "server_unheard": server["unheard"], "counted_drops": counted,
+    counted = edge["dropped"] + edge["unheard"] + server["dropped"] + server["unheard"]
+    return {"sent": sent, "received": received, "edge_dropped": edge["dropped"], "edge_unheard": edge["unheard"],
+            "server_dropped": server["dropped"], "server_unheard": server["unheard"], "counted_drops": counted,
             "unaccounted": sent - received - counted, "edge_errors": edge["errors"], "server_errors": server["errors"]}
 
 

@@ -496,8 +496,13 @@ def _resume_s(ros: Any, camera: Camera, results: dict, since: float, timeout: fl
     return time.monotonic() - since
 
 
+def _lost(camera: Camera, results: dict, since: float, until: float) -> int:
+    """Camera frames published in [since, until) that never got a result."""
+    return sum(k not in results for k, t in camera.sent if since <= t < until)
+
+
 @pytest.mark.parametrize("victim", ["server", "edge"])
-def test_sigkilled_peer_restarts_and_results_resume(ros, restart_pair, victim):
+def test_sigkilled_peer_restarts_and_results_resume(ros, watch, restart_pair, victim):
     """SIGKILL one side four times while the camera runs: the other side keeps running (and
     the edge keeps publishing), results resume within seconds of each restart, and the
     survivor's resident memory does not grow after the first restart (which allocates for
@@ -508,10 +513,12 @@ def test_sigkilled_peer_restarts_and_results_resume(ros, restart_pair, victim):
 
     procs, start, camera, results = restart_pair
     survivor = "edge" if victim == "server" else "server"
+    if victim == "server":
+        _server_stop_is_counted_at_the_edge(ros, watch, procs, start, camera, results)
     features: set[tuple] = set()
     ros.node.create_subscription(SharedFeatures, "/rel_r/mtl_split/features", lambda m: features.add(key(m.header)),
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
-    resumes, rss = [], []
+    resumes, lost, rss = [], [], []
     for cycle in range(4):
         procs[victim].proc.kill()
         procs[victim].proc.wait(10)
@@ -522,14 +529,32 @@ def test_sigkilled_peer_restarts_and_results_resume(ros, restart_pair, victim):
             during = [k for k, t in camera.sent if down < t < down + 1.3]
             assert sum(k in features for k in during) > 0.8 * len(during), "the edge stalled"
         procs[victim] = start[victim]()
-        resumes.append(_resume_s(ros, camera, results, time.monotonic()))
+        restarted = time.monotonic()
+        resumes.append(_resume_s(ros, camera, results, restarted))
+        lost.append(_lost(camera, results, down, restarted + resumes[-1]))
         ros.spin_for(1.0)
         rss.append(rss_mb(procs[survivor]))
-    print(f"\n{victim} SIGKILLed 4x: results resumed after {', '.join(f'{s:.1f}' for s in resumes)} s; "
-          f"{survivor} RSS after each restart {', '.join(f'{r:.1f}' for r in rss)} MB")
+    print(f"\n{victim} SIGKILLed 4x: results resumed {', '.join(f'{s:.1f}' for s in resumes)} s after the "
+          f"restart; frames without results from the kill to the resumption {lost}; {survivor} RSS after each "
+          f"restart {', '.join(f'{r:.1f}' for r in rss)} MB")
     assert max(resumes) < 15.0, f"results resumed after {resumes} s"
     assert rss[-1] - rss[0] < 0.05 * rss[0], f"{survivor} RSS grew {rss[-1] - rss[0]:.1f} MB over 3 restarts"
     assert procs[survivor].alive and "Traceback" not in procs[survivor].log(100_000)
+
+
+def _server_stop_is_counted_at_the_edge(ros, watch, procs, start, camera, results) -> None:
+    """A server that stops cleanly leaves the edge without subscribers at once: every frame
+    the edge publishes meanwhile is counted as `unheard` on its /diagnostics. (A SIGKILLed
+    one stays matched for its DDS lease, 20 s with Fast DDS's default.)"""
+    edge = "/rel_r/mtl_split_edge"
+    procs["server"].stop()
+    ros.spin_for(1.0)  # the edge notices the server left
+    before = watch.baseline((edge,), ("frames_out", "unheard"))
+    ros.spin_for(2.0)
+    delta = watch.until(before, lambda d: False, timeout=0)[edge]
+    assert delta["frames_out"] > 20 and delta["unheard"] == delta["frames_out"], delta
+    procs["server"] = start["server"]()
+    _resume_s(ros, camera, results, time.monotonic())
 
 
 # --- 4. QoS mistakes --------------------------------------------------------------------------------
