@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MtlSplitError, FileNotFoundError, PermissionError) as e:
         print(f"mtl-split {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # e.g. training on a runtime-only (robot) install
+        print(f"mtl-split {args.command}: error: needs the Python package {e.name!r}, which this install lacks; "
+              "`make setup` installs the full (training) profile", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -24,7 +24,11 @@ step() {
   echo "$key" > "$STAMPS/$name"
 }
 # pip is chatty about the machine's local index dirs; keep its real messages.
-pip_install() { "$VENV/bin/pip" install --progress-bar off "$@" 2>&1 | grep -vE "is ignored: it is neither|^Requirement already satisfied" || true; test "${PIPESTATUS[0]}" -eq 0; }
+# pipefail (set above) makes a failing pip fail the step, whatever grep finds.
+pip_install() {
+  "$VENV/bin/pip" install --progress-bar off "$@" 2>&1 \
+    | { grep -vE "is ignored: it is neither|^Requirement already satisfied" || true; }
+}
 
 if [ ! -x "$VENV/bin/python" ]; then
   command -v "$PY" >/dev/null || { echo "setup: $PY not found; install Python 3.11 (or set PYTHON=...)" >&2; exit 1; }
@@ -43,7 +47,7 @@ step cmake-fix "$(hash_of requirements/ros.txt scripts/fix_ros_wheel_cmake.py)" 
 
 build_msgs() {
   # Build out of tree; install messages, node executables, launch and config into the venv.
-  local build=$ROOT/build/colcon
+  local build=$ROOT/build/colcon/$(echo "$VENV" | sha256sum | cut -c1-8)  # one per venv
   mkdir -p "$build"
   (
     cd "$build"
@@ -62,4 +66,6 @@ step editable "$(hash_of pyproject.toml scripts/setup.sh)" pip_install --no-deps
 
 "$VENV/bin/python" -c "from mtl_split.msg import SharedFeatures, TaskResult, MultiTaskResult, BackboneInfo" \
   || { echo "setup: the mtl_split messages do not import; remove $STAMPS/colcon and rerun" >&2; exit 1; }
+"$VENV/bin/mtl-split" --help >/dev/null \
+  || { echo "setup: the mtl-split CLI does not run; remove $STAMPS/editable and rerun" >&2; exit 1; }
 say "ready: $VENV ($PROFILE)"
