@@ -75,13 +75,12 @@ class Soak:
     """The camera, the result/diagnostics listener and the memory sampler of one run."""
 
     def __init__(self, procs: Any, camera_size: int, rate: float) -> None:
+        import psutil
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 
         from .replay import Replayer
-
-        import psutil
 
         scenes = live.camera_stream(camera_size, 1.0, rate, CAMERA, distinct=30)
         self.warmup_frame = scenes[0]
