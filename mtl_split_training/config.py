@@ -19,25 +19,18 @@ SCHEDULES = ("step", "cosine", "none")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(DataOptions):
+    """The `data:` section: every DataOptions field (their defaults live there) plus where the
+    images come from and how they are normalized. `seed` is the run's, not data's."""
+
     spec: str = "shapes"
-    size: int = 64
-    tasks: tuple[str, ...] | None = None
-    train_size: int = 6000
-    val_size: int = 1000
-    test_size: int = 1000
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    ood_hues: tuple[int, ...] = ()
-    salt_pepper: float = 0.0
-    test_salt_pepper: float = 0.0
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = InputSpec.mean
+    std: tuple[float, float, float] = InputSpec.std
     workers: int = 0
 
     def options(self, seed: int) -> DataOptions:
         fields = {f.name for f in dataclasses.fields(DataOptions)}
-        return DataOptions(seed=seed, **{k: v for k, v in dataclasses.asdict(self).items() if k in fields})
+        return DataOptions(**{**{k: getattr(self, k) for k in fields}, "seed": seed})
 
     def input_spec(self) -> InputSpec:
         return InputSpec(width=self.size, height=self.size, mean=self.mean, std=self.std)
@@ -82,7 +75,9 @@ class RunConfig:
         return ModelSpec(input_size=self.data.size, **self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        del d["data"]["seed"]  # inherited from DataOptions; the run's seed is the top-level one
+        return d
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -96,6 +91,12 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+def _without_seed(data: Any) -> Any:
+    if isinstance(data, dict) and "seed" in data:
+        raise TrainingError("data.seed is not a config key: the run's top-level `seed` seeds the data too")
+    return data
+
+
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     values = _build(RunConfig, raw, "")
     model = values.get("model") or {}
@@ -107,7 +108,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     try:
         config = RunConfig(
             **{k: v for k, v in values.items() if k not in ("data", "train", "model")},
-            data=DataConfig(**_build(DataConfig, values.get("data") or {}, "data")),
+            data=DataConfig(**_build(DataConfig, _without_seed(values.get("data") or {}), "data")),
             model=dict(model),
             train=TrainConfig(**_build(TrainConfig, values.get("train") or {}, "train")),
         )
