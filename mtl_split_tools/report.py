@@ -43,6 +43,10 @@ def write(out: Path, report: dict[str, Any], e2e_latency_ms: list[float] | None 
     for ax, t in zip(axes[0], names):
         m = np.asarray(tasks[t]["confusion"], float)
         ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+        ticks = np.arange(len(m))
+        names = tasks[t]["classes"] if len(m) <= 12 else [str(i) for i in ticks]
+        ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
         ax.set_title(f"{t} (acc {tasks[t]['accuracy']:.2f})")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
