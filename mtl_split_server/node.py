@@ -15,6 +15,7 @@ from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPre
 from mtl_split_core import topics
 from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
 from mtl_split_core.runtime import Prediction, ServerModel
+from mtl_split_core.stamps import to_ns
 from mtl_split_ros import qos
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, contained, guarded
@@ -63,7 +64,7 @@ class Item:
 def _ms_between(earlier: Any, later: Time) -> float:
     """later - a stamp from the wire. Plain integers: rclpy's Time refuses a negative stamp,
     and a robot with a broken clock must not crash the server."""
-    return (later.nanoseconds - (earlier.sec * 1_000_000_000 + earlier.nanosec)) / 1e6
+    return (later.nanoseconds - to_ns(earlier)) / 1e6
 
 
 def task_prediction(p: Prediction) -> TaskPrediction:
@@ -88,9 +89,7 @@ class ServerNode(ManagedNode):
 
     @guarded
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = self.params()
-        if not p["bundle"]:
-            raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
+        p = self.configure_params()
         if not p["features_topics"] and not p["discover"]:
             raise ValueError("nothing to serve: set features_topics or discover:=true")
         if p["max_batch"] < 1 or p["max_wait_ms"] <= 0:

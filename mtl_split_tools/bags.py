@@ -22,6 +22,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from mtl_split_core import topics
 from mtl_split_core.errors import MtlSplitError
+from mtl_split_core.stamps import set_ns, to_ns
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = "sensor_msgs/msg/Image"
@@ -47,8 +48,9 @@ class Frame:
 
 
 def _stamp(ns: int):
-    sec, nsec = divmod(ns, 1_000_000_000)
-    return TYPESTORE.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
+    stamp = TYPESTORE.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0)
+    set_ns(stamp, ns)
+    return stamp
 
 
 def _header(ns: int, frame_id: str):
@@ -123,7 +125,7 @@ def read_frames(bag: Path) -> list[Frame]:
                 truth[int(entry["stamp_ns"])] = {t: int(c) for t, c in entry["labels"].items()}
             elif conn.msgtype in (IMAGE, COMPRESSED):
                 msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
-                ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                ns = to_ns(msg.header.stamp)
                 camera.append((ns, msg.header.frame_id, conn.topic, conn.msgtype, raw))
     if not camera:
         raise BagError(f"{bag} has no sensor_msgs Image or CompressedImage messages")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl_split_core import codec
+from mtl_split_core.stamps import set_ns, to_ns
 
 SIZES_KB = (1, 32, 256)
 CASES = (("float32", "none"), ("float16", "none"), ("int8", "zstd"), ("int8", "lz4"))
@@ -55,7 +56,7 @@ def publisher(size_kb: int, dtype: str, c: str, count: int, rate_hz: float) -> N
         t0 = time.time_ns()  # before encode: latency includes the codec on both sides
         msg = SharedFeatures()
         msg.header.frame_id = str(i)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t0, 1_000_000_000)
+        set_ns(msg.header.stamp, t0)
         codec.to_message(codec.encode(x, dtype, c), msg)
         while True:  # reliable + flat out: a full history pushes back; wait, never drop
             try:
@@ -88,7 +89,7 @@ def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeo
     def on_msg(msg: SharedFeatures) -> None:
         codec.decode(codec.from_message(msg))
         now = time.time_ns()
-        sent = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        sent = to_ns(msg.header.stamp)
         lat_ms.append((now - sent) / 1e6)
         wire.append(len(msg.data))
         first_last[0] = first_last[0] or time.perf_counter()

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from mtl_split_core.stamps import set_ns, to_ns
+
 from . import bench_common as bc
 from .metrics import percentiles
 
@@ -152,11 +154,11 @@ class Driver:
         self._seq = 0
 
     def _on_result(self, msg: Any) -> None:
-        self.results[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = (time.perf_counter(), msg)
+        self.results[to_ns(msg.header.stamp)] = (time.perf_counter(), msg)
 
     def publish(self, msg: Any) -> int:
         self._seq += 1
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self._seq, 1_000_000_000)
+        set_ns(msg.header.stamp, self._seq)
         self.sent[self._seq] = time.perf_counter()
         self.camera.publish(msg)
         return self._seq

@@ -10,11 +10,14 @@ import time
 from dataclasses import dataclass, field
 
 from mtl_split_core import topics
+from mtl_split_core.stamps import NS_PER_S, set_ns, to_ns
 
 from .bags import COMPRESSED, Frame, image_message
 
 # A frame with no result after this long is counted as dropped.
 RESULT_TIMEOUT_S = 5.0
+# Stamps of warm-up frames: 1 s after the epoch onwards, far from any recorded stamp.
+WARMUP_NS = NS_PER_S
 # --rate max: frames published but not yet answered, at most (below the server's queue depth).
 MAX_IN_FLIGHT = 3
 DIAGNOSTICS_PREFIX = "mtl_split: "
@@ -31,10 +34,6 @@ class ReplayLog:
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
     # Newest /diagnostics counters of each mtl_split node: where frames were dropped.
     node_counters: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-def _ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class Replayer:
@@ -67,7 +66,7 @@ class Replayer:
 
         def on_features(raw: bytes) -> None:
             msg = deserialize_message(raw, SharedFeatures)
-            self.log.features_seen.add(_ns(msg.header.stamp))
+            self.log.features_seen.add(to_ns(msg.header.stamp))
             self.log.feature_bytes.append(len(raw))
             self.log.payload_bytes.append(len(msg.data))
 
@@ -83,7 +82,7 @@ class Replayer:
         self.executor.add_node(self.node)
 
     def _on_result(self, msg) -> None:
-        ns = _ns(msg.header.stamp)
+        ns = to_ns(msg.header.stamp)
         if ns in self.log.sent_at and ns not in self.log.results:
             self.log.received_at[ns] = time.perf_counter()
             self.log.results[ns] = msg
@@ -113,11 +112,11 @@ class Replayer:
         while time.perf_counter() < deadline:
             if self.pub.get_subscription_count() > 0:
                 k += 1
-                msg.header.stamp.sec, msg.header.stamp.nanosec = 1, k  # never a bag stamp
-                self.log.sent_at[1_000_000_000 + k] = time.perf_counter()
+                set_ns(msg.header.stamp, WARMUP_NS + k)  # never a bag stamp
+                self.log.sent_at[WARMUP_NS + k] = time.perf_counter()
                 self.pub.publish(msg)
             self.spin_for(0.25)
-            if any(ns < 2_000_000_000 for ns in self.log.results):
+            if any(ns < 2 * WARMUP_NS for ns in self.log.results):
                 self.log = ReplayLog()  # forget the warm-up
                 return
         raise TimeoutError(

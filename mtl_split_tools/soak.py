@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from mtl_split_core.stamps import set_ns
+
 from . import bench_common as bc
 from . import bench_live as live
 
@@ -105,7 +107,7 @@ class Soak:
     def publish(self) -> None:
         msg = self.msgs[self.sent % len(self.msgs)]
         ns = time.time_ns()
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        set_ns(msg.header.stamp, ns)
         self.replayer.log.sent_at[ns] = time.perf_counter()
         self.replayer.pub.publish(msg)
         self.sent += 1
