@@ -64,9 +64,7 @@ class EdgeNode(ManagedNode):
 
     @guarded
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = self.params()
-        if not p["bundle"]:
-            raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
+        p = self.configure_params()
         if not p["image_topics"]:
             raise ValueError("parameter image_topics is empty; give at least one camera topic")
         self._inputs = [(self.resolve_topic_name(t), msg_type)

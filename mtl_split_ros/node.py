@@ -124,6 +124,13 @@ class ManagedNode(LifecycleNode):
     def params(self) -> dict[str, Any]:
         return {n: self.get(n) for n in self.spec.names}
 
+    def configure_params(self) -> dict[str, Any]:
+        """params() as configure needs them: both nodes are nothing without a bundle."""
+        p = self.params()
+        if not p["bundle"]:
+            raise ValueError("parameter bundle is not set; start with -p bundle:=/path/to/bundle")
+        return p
+
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         return TransitionCallbackReturn.SUCCESS
