@@ -1,1 +1,2 @@
-"""Command-line tools: the `mtl-split` CLI, bag writing, replay evaluation, benchmarks."""
+"""Command-line tools: the `mtl-split` CLI, bags, replay evaluation, the launch runner
+(benchmarks live in mtl_split_bench)."""

@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "mtl_split_tools.bag_command",  # make-bag
     "mtl_split_tools.launch_command",  # launch
     "mtl_split_tools.evaluate_command",  # evaluate
-    "mtl_split_tools.bench_command",  # bench ...
+    "mtl_split_bench.command",  # bench ...
     "mtl_split_tools.plan_command",  # plan
     "mtl_split_tools.demo_command",  # demo
 ]

@@ -17,9 +17,10 @@ from typing import Any
 
 from mtl_split_core.errors import MtlSplitError
 
-from .bench_common import REPORT_DIR, transfer_ms
+from .link_model import transfer_ms
 
-DEFAULT_REPORT = REPORT_DIR / "split.json"
+# Where `mtl-split bench split` writes its measurements (its default --out).
+DEFAULT_REPORT = Path("reports/bench/split.json")
 
 
 def load_measurement(report: Path, backbone: str, size: int) -> dict[str, Any]:

@@ -66,6 +66,6 @@ step editable "$(hash_of pyproject.toml scripts/setup.sh)" pip_install --no-deps
 
 "$VENV/bin/python" -c "from mtl_split.msg import SharedFeatures, TaskResult, MultiTaskResult, BackboneInfo" \
   || { echo "setup: the mtl_split messages do not import; remove $STAMPS/colcon and rerun" >&2; exit 1; }
-"$VENV/bin/mtl-split" --help >/dev/null \
-  || { echo "setup: the mtl-split CLI does not run; remove $STAMPS/editable and rerun" >&2; exit 1; }
+"$VENV/bin/mtl-split" bench --help >/dev/null \
+  || { echo "setup: the mtl-split CLI (or its benchmarks) does not run; remove $STAMPS/editable and rerun" >&2; exit 1; }
 say "ready: $VENV ($PROFILE)"

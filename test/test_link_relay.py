@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_split_tools.link_relay import Link, LinkProfile
+from mtl_split_bench.link_relay import Link, LinkProfile
 
 
 def test_rate_queues_messages_behind_each_other():

@@ -51,7 +51,7 @@ def other_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def big_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """224x224 efficientnet_b0 (random weights): ~15 ms a frame on one core, far slower than
     a 200 Hz camera."""
-    from mtl_split_tools.bench_common import random_bundle
+    from mtl_split_bench.bundles import random_bundle
 
     return random_bundle(tmp_path_factory.mktemp("big"), "efficientnet_b0", {"a": ["x", "y"]}, 224)
 

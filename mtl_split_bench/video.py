@@ -18,8 +18,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import bench_common as bc
-from . import bench_live as live
+from . import live
+from .bundles import random_bundle, task_classes
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 NAMESPACE = "/mtl_split_video"
 CAMERA = f"{NAMESPACE}/camera/image_raw"
@@ -29,8 +30,7 @@ DEPTHS = (1, 10)
 
 def run_one(bundle: Path, depth: int, frames: list[Any], log_dir: Path, desc: str) -> dict[str, Any]:
     from mtl_split_ros.launch_plan import LaunchArgs, plan
-
-    from .processes import NodeProcesses
+    from mtl_split_tools.processes import NodeProcesses
 
     nodes = plan("pipeline", LaunchArgs(
         bundle=str(bundle.resolve()), camera_topic=CAMERA, namespace=NAMESPACE,
@@ -45,10 +45,10 @@ def run_one(bundle: Path, depth: int, frames: list[Any], log_dir: Path, desc: st
 def run(backbones: tuple[str, ...], depths: tuple[int, ...], seconds: float, rate: float, size: int,
         camera_size: int, work: Path) -> dict[str, Any]:
     domain = live.private_domain()
-    tasks = bc.task_classes(3)
-    bundles = {b: bc.random_bundle(work, b, tasks, size) for b in bc.progress(backbones, desc="bundles", unit="bundle")}
+    tasks = task_classes(3)
+    bundles = {b: random_bundle(work, b, tasks, size) for b in progress(backbones, desc="bundles", unit="bundle")}
     rows = []
-    for backbone in bc.progress(backbones, desc="bench video", unit="backbone"):
+    for backbone in progress(backbones, desc="bench video", unit="backbone"):
         for depth in depths:
             frames = live.camera_stream(camera_size, seconds, rate, CAMERA)
             stats = run_one(bundles[backbone], depth, frames, work / "logs" / "video" / f"{backbone}_d{depth}",
@@ -60,7 +60,7 @@ def run(backbones: tuple[str, ...], depths: tuple[int, ...], seconds: float, rat
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     rows = result["rows"]
     labels = [f"{r['backbone'].split('_')[0]}\ndepth {r['image_qos_depth']}" for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.3))
@@ -78,11 +78,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_xticks(list(x), labels, fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{result['camera_hz']:g} Hz camera for {result['seconds']:g} s through the live nodes", fontsize=9)
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "video")
+    add_common_arguments(p, "video")
     p.add_argument("--backbones", default=",".join(BACKBONES))
     p.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="edge image_qos_depth values")
     p.add_argument("--seconds", type=float, default=None, help="camera run length (default 20; --full 60)")
@@ -96,10 +96,10 @@ def main(args: argparse.Namespace) -> int:
                  args.seconds or (60.0 if args.full else 20.0), args.rate, args.size,
                  args.camera_size or (480 if args.full else 224), args.work)
     table = [{**r, **{k: r["latency_ms"][k] for k in ("p50", "p90", "p99")}} for r in result["rows"]]
-    bc.print_table(table, [("backbone", "backbone"), ("image_qos_depth", "depth"), ("camera_fps", "camera Hz"),
+    print_table(table, [("backbone", "backbone"), ("image_qos_depth", "depth"), ("camera_fps", "camera Hz"),
                            ("delivered_fps", "delivered FPS"), ("sent", "sent"), ("dropped", "dropped"),
                            ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms")])
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0
 

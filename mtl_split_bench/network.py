@@ -1,7 +1,7 @@
 """`mtl-split bench network`: the live pipeline across an emulated robot-server link.
 
 A camera (--rate Hz, --seconds per link profile) feeds real nodes; the link is the relay of
-mtl_split_tools.link_relay (this kernel has no tc netem). Deployments, side by side in one run:
+mtl_split_bench.link_relay (this kernel has no tc netem). Deployments, side by side in one run:
 
     mtl_split_float32     edge node on the robot sends the paper's float32 split tensor
     mtl_split_bottleneck  the same with a 16-channel int8 bottleneck + zstd (our compact wire)
@@ -28,17 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import bench_common as bc
-from . import bench_live as live
+from mtl_split_tools.link_model import LINKS_MBPS, transfer_ms
+
+from . import live
+from .bundles import random_bundle, task_classes
+from .frames import rendered_frames
+from .image_codecs import jpeg
 from .link_relay import LinkProfile, command, netem_unavailable
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
+from .timing import median_ms
 
 ROBOT, SERVER = "/robot", "/server"
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 # name -> (Mbit/s, one-way delay ms, jitter ms); the delays are our assumption, not the literature's.
-LINKS: dict[str, tuple[float, float, float]] = {"3g": (bc.LINKS_MBPS["3g"], 50.0, 10.0),
-                                                "4g": (bc.LINKS_MBPS["4g"], 25.0, 5.0),
-                                                "wifi": (bc.LINKS_MBPS["wifi"], 2.0, 1.0)}
+LINKS: dict[str, tuple[float, float, float]] = {"3g": (LINKS_MBPS["3g"], 50.0, 10.0),
+                                                "4g": (LINKS_MBPS["4g"], 25.0, 5.0),
+                                                "wifi": (LINKS_MBPS["wifi"], 2.0, 1.0)}
 LOSSES = (0.0, 0.01, 0.05)
 BOTTLENECK = 16
 
@@ -115,14 +121,14 @@ def analytic(row: dict[str, Any], profile: LinkProfile | None, camera_hz: float)
     if profile is None or not nbytes:
         return {"p50_ms": round(edge + server, 3), "delivered_fps": camera_hz}
     capacity = profile.mbps * 1e6 / (8 * nbytes)
-    return {"p50_ms": round(edge + bc.transfer_ms(nbytes, profile.mbps) + profile.delay_ms + server, 3),
+    return {"p50_ms": round(edge + transfer_ms(nbytes, profile.mbps) + profile.delay_ms + server, 3),
             "delivered_fps": round(min(camera_hz, capacity * (1 - profile.loss)), 2),
             "link_capacity_fps": round(capacity, 2)}
 
 
 def run_deployment(dep: Deployment, profiles: list[LinkProfile], seconds: float, rate: float, size: int,
                    log_dir: Path) -> list[dict[str, Any]]:
-    from .processes import NodeProcesses
+    from mtl_split_tools.processes import NodeProcesses
 
     rows = []
     with NodeProcesses(dep.nodes, log_dir=log_dir / dep.name) as procs:
@@ -161,27 +167,27 @@ def profiles(names: list[str], losses: list[float], reliable: bool) -> list[Link
 def run(links: list[LinkProfile], seconds: float, rate: float, size: int, work: Path,
         only: list[str] | None = None) -> dict[str, Any]:
     domain = live.private_domain()
-    tasks = bc.task_classes(3)
-    mtl = bc.random_bundle(work, "mobilenetv3_small_100", tasks, size, calibrate=True)
-    bottleneck = bc.random_bundle(work, "mobilenetv3_small_100", tasks, size, bottleneck=BOTTLENECK, calibrate=True)
+    tasks = task_classes(3)
+    mtl = random_bundle(work, "mobilenetv3_small_100", tasks, size, calibrate=True)
+    bottleneck = random_bundle(work, "mobilenetv3_small_100", tasks, size, bottleneck=BOTTLENECK, calibrate=True)
     deps = [d for d in deployments(mtl, bottleneck) if not only or d.name in only]
     rows = []
-    for dep in bc.progress(deps, desc="bench network", unit="deployment"):
+    for dep in progress(deps, desc="bench network", unit="deployment"):
         rows += run_deployment(dep, links, seconds, rate, size, work / "logs" / "network")
-    frame = bc.rendered_frames(size, 1)[0]
+    frame = rendered_frames(size, 1)[0]
     return {"benchmark": "network", "backbone": "mobilenetv3_small_100", "input_size": size, "camera_hz": rate,
             "seconds_per_profile": seconds, "ros_domain_id": domain, "bottleneck_channels": BOTTLENECK,
             "links": {p.name: {"mbps": p.mbps, "delay_ms": p.delay_ms, "jitter_ms": p.jitter_ms, "loss": p.loss,
                                "reliable": p.reliable, "max_queue_ms": p.max_queue_ms} for p in links},
-            "jpeg90_encode_ms": round(bc.median_ms(lambda: bc.jpeg(frame, 90), 20), 3),
-            "emulator": "mtl_split_tools.link_relay (application-level relay)",
+            "jpeg90_encode_ms": round(median_ms(lambda: jpeg(frame, 90), 20), 3),
+            "emulator": "mtl_split_bench.link_relay (application-level relay)",
             "tc_netem": netem_unavailable() or "available (not used: the relay runs everywhere)",
             "notes": "jpeg_to_server: the camera publishes JPEG-90 (encoding not in the latency); "
                      "edge_only runs once (no link)", "rows": rows}
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     rows = result["rows"]
     links = list(result["links"])
     deps = list(dict.fromkeys(r["deployment"] for r in rows))
@@ -200,11 +206,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax2.legend(fontsize=7)
     fig.suptitle(f"{result['backbone']} {result['input_size']} px, {result['camera_hz']:g} Hz camera over the "
                  "emulated link (x: link, loss)", fontsize=9)
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "network")
+    add_common_arguments(p, "network")
     p.add_argument("--links", default=",".join(LINKS), help="link profiles")
     p.add_argument("--losses", default=",".join(f"{x:g}" for x in LOSSES), help="packet loss rates")
     p.add_argument("--seconds", type=float, default=None, help="camera time per profile (default 5; --full 30)")
@@ -220,10 +226,10 @@ def main(args: argparse.Namespace) -> int:
                  args.deployments.split(",") if args.deployments else None)
     table = [{**r, "p50": r["latency_ms"]["p50"], "p90": r["latency_ms"]["p90"], "model_p50": r["analytic"]["p50_ms"],
               "model_fps": r["analytic"]["delivered_fps"]} for r in result["rows"]]
-    bc.print_table(table, [("deployment", "deployment"), ("link", "link"), ("link_bytes_per_message", "B/msg"),
+    print_table(table, [("deployment", "deployment"), ("link", "link"), ("link_bytes_per_message", "B/msg"),
                            ("p50", "p50 ms"), ("p90", "p90 ms"), ("model_p50", "model p50"),
                            ("delivered_fps", "FPS"), ("model_fps", "model FPS"), ("dropped", "dropped")])
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import bench_common as bc
+from .frames import rendered_frames
+from .output import progress
 
 
 def private_domain() -> int:
@@ -30,9 +31,9 @@ def camera_stream(size: int, seconds: float, rate_hz: float, topic: str, compres
                   distinct: int = 100) -> list[Any]:
     """seconds x rate_hz frames (Image rgb8, or CompressedImage JPEG-90 with compressed) stamped
     1/rate_hz apart from now, cycling through `distinct` rendered scenes."""
-    from .bags import COMPRESSED, IMAGE, TYPESTORE, Frame, image_message
+    from mtl_split_tools.bags import COMPRESSED, IMAGE, TYPESTORE, Frame, image_message
 
-    scenes = bc.rendered_frames(size, distinct)
+    scenes = rendered_frames(size, distinct)
     msgtype = COMPRESSED if compressed else IMAGE
     start, period = time.time_ns(), int(1e9 / rate_hz)
     frames = []
@@ -45,7 +46,7 @@ def camera_stream(size: int, seconds: float, rate_hz: float, topic: str, compres
 
 def replay_stats(log: Any, frames: list[Any]) -> dict[str, Any]:
     """Delivered rate, latency percentiles (publish -> results received) and drops of a replay."""
-    from .metrics import percentiles
+    from mtl_split_tools.metrics import percentiles
 
     got = [f.stamp_ns for f in frames if f.stamp_ns in log.results]
     e2e = [(log.received_at[ns] - log.sent_at[ns]) * 1e3 for ns in got]
@@ -70,12 +71,12 @@ def replay_stats(log: Any, frames: list[Any]) -> dict[str, Any]:
 def replay(namespace: str, frames: list[Any], rate: float | None = 1.0, desc: str = "replay",
            ready_timeout: float = 90.0) -> Any:
     """Publish frames into a running pipeline whose results appear in `namespace`; the log."""
-    from .replay import Replayer
+    from mtl_split_tools.replay import Replayer
 
     replayer = Replayer(namespace, frames[0].topic, frames[0].msgtype)
     try:
         replayer.wait_ready(frames[0], timeout=ready_timeout)
-        with bc.progress(total=len(frames), desc=desc, unit="frame", leave=False) as bar:
+        with progress(total=len(frames), desc=desc, unit="frame", leave=False) as bar:
             replayer.replay(frames, rate, progress=bar)
         return replayer.log
     finally:

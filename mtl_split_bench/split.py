@@ -25,8 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from . import bench_common as bc
-from .bench_bandwidth import add_training_arguments, training_config
+from mtl_split_tools.plan_command import DEFAULT_REPORT
+
+from .bandwidth import add_training_arguments, training_config
+from .bundles import cached_dir, random_model, task_classes, trained_bundle
+from .frames import config_frames, rendered_frames
+from .image_codecs import decode_image, jpeg
+from .message_sizes import feature_message_bytes, image_message_bytes
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
+from .timing import median_ms, ort_session
 
 CODECS: tuple[tuple[str, str, str], ...] = (("float32", "float32", "none"), ("float16", "float16", "none"),
                                             ("int8", "int8", "none"), ("int8+zstd", "int8", "zstd"))
@@ -52,10 +59,10 @@ def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Pat
         from mtl_split_training.export import export_bundle
         from mtl_split_training.models import load_model
 
-        from .bench_bandwidth import TASKS
+        from .bandwidth import TASKS
 
         if source == "random":
-            model = bc.random_model(backbone, bc.task_classes(len(TASKS)), size, calibrate=True)
+            model = random_model(backbone, task_classes(len(TASKS)), size, calibrate=True)
             spec = InputSpec(width=size, height=size)
         else:
             model, spec, _ = load_model(Path(source))
@@ -63,7 +70,7 @@ def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Pat
             export_bundle(recut(model, k), out / f"split{k}", input_spec=spec,
                           extra={"mode": "recut", "source": source})
 
-    d = bc.cached_dir(work / "split", {"backbone": backbone, "size": size, "source": source}, build)
+    d = cached_dir(work / "split", {"backbone": backbone, "size": size, "source": source}, build)
     return sorted((p for p in d.iterdir() if p.name.startswith("split")), key=lambda p: int(p.name[5:]))
 
 
@@ -81,15 +88,15 @@ def measure_split(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.n
     from mtl_split_core.runtime import EdgeModel, ServerModel
 
     manifest = load_manifest(bundle)
-    edge_sess, server_sess = bc.ort_session(bundle / BACKBONE_FILE), bc.ort_session(bundle / HEADS_FILE)
+    edge_sess, server_sess = ort_session(bundle / BACKBONE_FILE), ort_session(bundle / HEADS_FILE)
     x = preprocess(frames[:1], manifest.input)
     f = edge_sess.run({IMAGE_INPUT: x}, [FEATURES_NAME])[0]
     row: dict[str, Any] = {
         "split_index": manifest.extra["split_index"], "split_point": manifest.split_point,
         "feature_shape": list(manifest.features.shape),
         "edge_params": manifest.extra["edge_params"], "server_params": manifest.extra["server_params"],
-        "edge_ms": round(bc.median_ms(lambda: edge_sess.run({IMAGE_INPUT: x}, [FEATURES_NAME]), RUNS), 3),
-        "server_ms": round(bc.median_ms(lambda: server_sess.run({FEATURES_NAME: f}), RUNS), 3),
+        "edge_ms": round(median_ms(lambda: edge_sess.run({IMAGE_INPUT: x}, [FEATURES_NAME]), RUNS), 3),
+        "server_ms": round(median_ms(lambda: server_sess.run({FEATURES_NAME: f}), RUNS), 3),
     }
     features = EdgeModel(bundle, max_batch=32).features(frames)
     server = ServerModel(bundle, max_batch=32)
@@ -98,10 +105,10 @@ def measure_split(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.n
         encoded = [codec.encode(v, dtype, c) for v in features]
         decoded = np.stack([codec.decode(e) for e in encoded])
         row["codecs"][name] = {
-            "message_bytes": float(np.mean([bc.feature_message_bytes(e, manifest.model_id) for e in encoded])),
+            "message_bytes": float(np.mean([feature_message_bytes(e, manifest.model_id) for e in encoded])),
             "payload_bytes": float(np.mean([e.wire_bytes for e in encoded])),
-            "encode_ms": round(bc.median_ms(lambda: codec.encode(features[0], dtype, c), RUNS), 4),
-            "decode_ms": round(bc.median_ms(lambda: codec.decode(encoded[0]), RUNS), 4),
+            "encode_ms": round(median_ms(lambda: codec.encode(features[0], dtype, c), RUNS), 4),
+            "decode_ms": round(median_ms(lambda: codec.decode(encoded[0]), RUNS), 4),
             "accuracy": _accuracy(server, decoded, labels),
         }
     return row
@@ -111,13 +118,13 @@ def measure_image(frames: list[np.ndarray], last: dict[str, Any], spec: Any) -> 
     """JPEG-90 frames to a server running the whole model; and the whole model on the edge."""
     from mtl_split_core.preprocess import preprocess
 
-    data = [bc.jpeg(f, 90) for f in frames]
+    data = [jpeg(f, 90) for f in frames]
     return {
-        "preprocess_ms": round(bc.median_ms(lambda: preprocess(frames[:1], spec), RUNS), 4),
-        "jpeg90_message_bytes": float(np.mean([bc.image_message_bytes(d, "jpeg") for d in data])),
-        "jpeg90_encode_ms": round(bc.median_ms(lambda: bc.jpeg(frames[0], 90), RUNS), 4),
-        "jpeg90_decode_ms": round(bc.median_ms(lambda: bc.decode_image(data[0]), RUNS), 4),
-        "raw_message_bytes": float(bc.image_message_bytes(frames[0].tobytes(), "rgb8", frames[0].shape)),
+        "preprocess_ms": round(median_ms(lambda: preprocess(frames[:1], spec), RUNS), 4),
+        "jpeg90_message_bytes": float(np.mean([image_message_bytes(d, "jpeg") for d in data])),
+        "jpeg90_encode_ms": round(median_ms(lambda: jpeg(frames[0], 90), RUNS), 4),
+        "jpeg90_decode_ms": round(median_ms(lambda: decode_image(data[0]), RUNS), 4),
+        "raw_message_bytes": float(image_message_bytes(frames[0].tobytes(), "rgb8", frames[0].shape)),
         "full_model_ms": round(last["edge_ms"] + last["server_ms"], 3),
     }
 
@@ -127,7 +134,7 @@ def measurement(work: Path, source: str, backbone: str, size: int, frames: list[
     from mtl_split_core.bundle import load_manifest
 
     bundles = split_bundles(work, source, backbone, size)
-    rows = [measure_split(b, frames, labels) for b in bc.progress(bundles, desc=f"{backbone} {size}px {weights}",
+    rows = [measure_split(b, frames, labels) for b in progress(bundles, desc=f"{backbone} {size}px {weights}",
                                                                    unit="split")]
     return {"backbone": backbone, "input_size": size, "weights": weights, "frames": len(frames),
             "accuracy_measured": labels is not None, "tasks": load_manifest(bundles[0]).task_names,
@@ -139,11 +146,11 @@ def run(backbones: tuple[str, ...], size: int, trained: dict[str, Any] | None, f
     """trained: the raw training config of the model to re-cut (None: random weights only)."""
     out = []
     for backbone in backbones:
-        out.append(measurement(work, "random", backbone, size, bc.rendered_frames(size, min(frames, 20)), None,
+        out.append(measurement(work, "random", backbone, size, rendered_frames(size, min(frames, 20)), None,
                                "random init, BatchNorm statistics from rendered scenes"))
     if trained:
-        run_dir = bc.trained_bundle(work, trained).parent / "run"
-        images, labels = bc.config_frames(trained, frames)
+        run_dir = trained_bundle(work, trained).parent / "run"
+        images, labels = config_frames(trained, frames)
         out.append(measurement(work, str(run_dir), trained["model"]["backbone"], trained["data"]["size"],
                                images, labels,
                                "trained (the bandwidth benchmark's MTL model), re-cut at every split"))
@@ -153,7 +160,7 @@ def run(backbones: tuple[str, ...], size: int, trained: dict[str, Any] | None, f
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     ms = result["measurements"]
     fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.4), squeeze=False)
     for ax, m in zip(axes[0], ms):
@@ -171,11 +178,12 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.patch.set_visible(False)
         ax.set_title(f"{m['backbone']} {m['input_size']}px ({m['weights'].split(',')[0].split(' (')[0]})", fontsize=8)
         ax.legend(fontsize=6, loc="upper right")
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "split")
+    add_common_arguments(p, "split")
+    p.set_defaults(out=DEFAULT_REPORT)  # where `mtl-split plan` reads it
     p.add_argument("--backbones", default=None,
                    help="comma-separated (default mobilenetv3_small_100; --full adds efficientnet_b0,vgg16)")
     p.add_argument("--size", type=int, default=224, help="input size of the random-weight measurement")
@@ -199,8 +207,8 @@ def main(args: argparse.Namespace) -> int:
                 *((f"{c}_B", f"{c} B") for c in result["codecs"])]
         if m["accuracy_measured"]:
             cols += [(f"{c}_acc", f"{c} acc") for c in result["codecs"]]
-        bc.print_table(table, cols)
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+        print_table(table, cols)
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0
 

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import bench_common as bc
+from .bundles import random_bundle, task_classes
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 BACKBONES = ("mobilenetv3_small_100", "efficientnet_b0", "vgg16")
 FULL_BACKBONES = (*BACKBONES, "mobilenetv3_large_100", "resnet18")
@@ -54,7 +55,7 @@ def child(paths: list[str]) -> None:
 
 def peak_rss_kb(paths: list[Path]) -> int:
     """The child's own peak RSS (VmHWM) in KiB."""
-    out = subprocess.run([sys.executable, "-m", "mtl_split_tools.bench_memory", "--child", *map(str, paths)],
+    out = subprocess.run([sys.executable, "-m", "mtl_split_bench.memory", "--child", *map(str, paths)],
                          check=True, capture_output=True, text=True).stdout
     return int(json.loads(out.strip().splitlines()[-1])["hwm_kb"])
 
@@ -86,16 +87,16 @@ def measure(files: list[Path], baseline_kb: int, repeats: int) -> dict[str, Any]
 
 
 def run(backbones: tuple[str, ...], task_counts: tuple[int, ...], size: int, work: Path, repeats: int) -> dict:
-    all_tasks = bc.task_classes(max(task_counts))
+    all_tasks = task_classes(max(task_counts))
     names = list(all_tasks)
     baseline_kb = min(peak_rss_kb([]) for _ in range(repeats))
     rows = []
     jobs = [(b, n) for b in backbones for n in task_counts]
-    for backbone, n in bc.progress(jobs, desc="bench memory", unit="config"):
+    for backbone, n in progress(jobs, desc="bench memory", unit="config"):
         tasks = {t: all_tasks[t] for t in names[:n]}
-        mtl = bc.random_bundle(work, backbone, tasks, size)
+        mtl = random_bundle(work, backbone, tasks, size)
         # Each single-task model is its own network (own seed), as separately trained ones are.
-        stl = [bc.random_bundle(work, backbone, {t: all_tasks[t]}, size, seed=1 + names.index(t)) for t in tasks]
+        stl = [random_bundle(work, backbone, {t: all_tasks[t]}, size, seed=1 + names.index(t)) for t in tasks]
         for name, files in deployments(mtl, stl).items():
             rows.append({"backbone": backbone, "tasks": n, "deployment": name, **measure(files, baseline_kb, repeats)})
     _add_savings(rows)
@@ -117,7 +118,7 @@ def _add_savings(rows: list[dict]) -> None:
 
 
 def plot(result: dict, path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     rows = result["rows"]
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     counts = sorted({r["tasks"] for r in rows})
@@ -134,11 +135,11 @@ def plot(result: dict, path: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"edge memory at {result['input_size']}x{result['input_size']} (ONNX Runtime, minus baseline)",
                  fontsize=9)
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "memory")
+    add_common_arguments(p, "memory")
     p.add_argument("--backbones", default=None, help=f"comma-separated (default {','.join(BACKBONES)})")
     p.add_argument("--tasks", default="2,3", help="task counts, comma-separated")
     p.add_argument("--size", type=int, default=224, help="input size (the paper's 224)")
@@ -148,12 +149,12 @@ def main(args: argparse.Namespace) -> int:
     backbones = tuple(args.backbones.split(",")) if args.backbones else (FULL_BACKBONES if args.full else BACKBONES)
     counts = tuple(int(n) for n in args.tasks.split(","))
     result = run(backbones, counts, args.size, args.work, repeats=3 if args.full else 1)
-    bc.print_table(result["rows"], [("backbone", "backbone"), ("tasks", "N"), ("deployment", "deployment"),
+    print_table(result["rows"], [("backbone", "backbone"), ("tasks", "N"), ("deployment", "deployment"),
                                     ("param_bytes", "param B"), ("file_bytes", "file B"), ("peak_rss_mb", "RSS MB"),
                                     ("saved_vs_stl_split_peak_rss_mb", "saved vs STL split"),
                                     ("saved_vs_stl_full_peak_rss_mb", "saved vs STL full")])
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0
 
 

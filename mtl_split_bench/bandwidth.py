@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import bench_common as bc
+from .bundles import trained_bundle
+from .frames import config_frames
+from .image_codecs import decode_image, jpeg, png
+from .message_sizes import feature_message_bytes, image_message_bytes
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 TASKS = ("shape", "scale", "object_hue")
 BACKBONE = "mobilenetv3_small_100"
@@ -93,7 +97,7 @@ def feature_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.nd
         decoded, dec_ms = zip(*(_timed(server.decode, e) for e in encoded))
         acc = _accuracy(server.predict(np.stack(decoded)), labels)
         model_id = edge.manifest.model_id
-        rows.append(_row(name, kind, [bc.feature_message_bytes(e, model_id) for e in encoded],
+        rows.append(_row(name, kind, [feature_message_bytes(e, model_id) for e in encoded],
                          [e.wire_bytes for e in encoded], acc, list(enc_ms), list(dec_ms)))
     return rows
 
@@ -103,18 +107,18 @@ def image_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.ndar
     from mtl_split_core.runtime import EdgeModel, ServerModel
 
     edge, server = EdgeModel(bundle, max_batch=64), ServerModel(bundle, max_batch=64)
-    codecs = {"raw rgb8": None, "PNG": bc.png,
-              **{f"JPEG-{q}": (lambda im, q=q: bc.jpeg(im, q)) for q in JPEG_QUALITIES}}
+    codecs = {"raw rgb8": None, "PNG": png,
+              **{f"JPEG-{q}": (lambda im, q=q: jpeg(im, q)) for q in JPEG_QUALITIES}}
     rows = []
     for name, encode in codecs.items():
         if encode is None:
             data = [(f.tobytes(), 0.0) for f in frames]
             seen, dec_ms = frames, [0.0] * len(frames)
-            messages = [bc.image_message_bytes(d, "rgb8", f.shape) for (d, _), f in zip(data, frames)]
+            messages = [image_message_bytes(d, "rgb8", f.shape) for (d, _), f in zip(data, frames)]
         else:
             data = [_timed(encode, f) for f in frames]
-            seen, dec_ms = zip(*(_timed(bc.decode_image, d) for d, _ in data))
-            messages = [bc.image_message_bytes(d, name.split("-")[0].lower()) for d, _ in data]
+            seen, dec_ms = zip(*(_timed(decode_image, d) for d, _ in data))
+            messages = [image_message_bytes(d, name.split("-")[0].lower()) for d, _ in data]
         acc = _accuracy(server.predict(edge.features(list(seen))), labels)
         rows.append(_row(name, "image", messages, [len(d) for d, _ in data], acc, [t for _, t in data], list(dec_ms)))
     return rows
@@ -144,9 +148,9 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(mtl_cfg: dict[str, Any], bn_cfgs: list[dict[str, Any]], frames: int, work: Path) -> dict[str, Any]:
     configs = {"mtl": mtl_cfg, **{f"bottleneck{c['model']['bottleneck']}": c for c in bn_cfgs}}
-    models = {label: bc.trained_bundle(work, cfg)
-              for label, cfg in bc.progress(configs.items(), desc="train (cached)", unit="model")}
-    images, labels = bc.config_frames(mtl_cfg, frames)
+    models = {label: trained_bundle(work, cfg)
+              for label, cfg in progress(configs.items(), desc="train (cached)", unit="model")}
+    images, labels = config_frames(mtl_cfg, frames)
     rows = [*image_rows(models["mtl"], images, labels),
             *feature_rows(models["mtl"], images, labels, FEATURE_CASES, "features")]
     for label in list(models)[1:]:
@@ -162,7 +166,7 @@ def run(mtl_cfg: dict[str, Any], bn_cfgs: list[dict[str, Any]], frames: int, wor
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"image": ("s", "tab:red"), "features": ("o", "tab:blue"), "bottleneck": ("*", "tab:green")}
     for kind, (marker, color) in styles.items():
@@ -183,7 +187,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{result['backbone']} at {result['input_size']} px, {result['frames']} test frames", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -197,7 +201,7 @@ def _pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "bandwidth")
+    add_common_arguments(p, "bandwidth")
     p.add_argument("--size", type=int, default=None, help="input size (default 64; --full 224)")
     add_training_arguments(p)
     p.add_argument("--bottleneck", default="16,4", help="learned bottleneck widths (channels), comma-separated")
@@ -209,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
     widths = [int(w) for w in args.bottleneck.split(",")]
     result = run(training_config(args, size), [training_config(args, size, w) for w in widths], args.frames, args.work)
     table = [{**r, **{f"acc_{t}": v for t, v in r["accuracy"].items()}} for r in result["rows"]]
-    bc.print_table(table, [("name", "representation"), ("message_bytes", "msg B"), ("payload_bytes", "payload B"),
+    print_table(table, [("name", "representation"), ("message_bytes", "msg B"), ("payload_bytes", "payload B"),
                            *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),
                            ("encode_ms", "enc ms"), ("decode_ms", "dec ms")])
     h = result["headline"]
@@ -218,7 +222,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{h['compact']} {unit}: {u['compact_bytes']:.0f} B/frame = {u['ratio_vs_jpeg90']}x fewer than JPEG-90, "
               f"{u['ratio_vs_float32']}x fewer than float32; {h['accuracy_points_vs_float32']:+.2f} accuracy points "
               f"vs float32 -> aim {'met' if u['aim_met'] else 'NOT met'}")
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0
 

@@ -17,7 +17,7 @@ Why a relay and not `tc`: netem (delay, jitter, loss) does not exist in this ker
 tbf only shapes traffic inside a network namespace; the relay works anywhere DDS does, and
 the edge and server nodes run unchanged on either side of it.
 
-    python -m mtl_split_tools.link_relay --in /robot/mtl_split/features \\
+    python -m mtl_split_bench.link_relay --in /robot/mtl_split/features \\
         --out /link/mtl_split/features --type mtl_split/msg/SharedFeatures --mbps 5.85 --delay-ms 25
 
 On SIGINT it prints one JSON line of counters (offered, delivered, lost, queue_dropped, ...).
@@ -194,14 +194,14 @@ def relay(in_topic: str, out_topic: str, type_name: str, link: Link) -> LinkStat
 def command(in_topic: str, out_topic: str, type_name: str, profile: LinkProfile, seed: int = 0,
             python: str = sys.executable) -> list[str]:
     """The relay's command line (for starting it as a process)."""
-    cmd = [python, "-m", "mtl_split_tools.link_relay", "--in", in_topic, "--out", out_topic, "--type", type_name,
+    cmd = [python, "-m", "mtl_split_bench.link_relay", "--in", in_topic, "--out", out_topic, "--type", type_name,
            "--delay-ms", str(profile.delay_ms), "--jitter-ms", str(profile.jitter_ms), "--loss", str(profile.loss),
            "--mtu", str(profile.mtu), "--max-queue-ms", str(profile.max_queue_ms), "--seed", str(seed)]
     return cmd + (["--mbps", str(profile.mbps)] if profile.mbps else []) + (["--reliable"] if profile.reliable else [])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mtl_split_tools.link_relay", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mtl_split_bench.link_relay", description=__doc__.splitlines()[0])
     p.add_argument("--in", dest="in_topic", required=True, help="topic to read (the sender's side)")
     p.add_argument("--out", dest="out_topic", required=True, help="topic to republish on (the receiver's side)")
     p.add_argument("--type", required=True, help="message type, e.g. mtl_split/msg/SharedFeatures")

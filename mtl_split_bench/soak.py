@@ -29,8 +29,8 @@ import numpy as np
 
 from mtl_split_core.stamps import set_ns
 
-from . import bench_common as bc
-from . import bench_live as live
+from . import live
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 NAMESPACE = "/mtl_split_soak"
 CAMERA = f"{NAMESPACE}/camera/image_raw"
@@ -82,7 +82,7 @@ class Soak:
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 
-        from .replay import Replayer
+        from mtl_split_tools.replay import Replayer
 
         scenes = live.camera_stream(camera_size, 1.0, rate, CAMERA, distinct=30)
         self.warmup_frame = scenes[0]
@@ -117,7 +117,7 @@ class Soak:
         self.replayer.spin_for(2.5)
         return {node: dict(c) for node, c in self.counters.items()}
 
-    def run(self, seconds: float, sample_s: float, progress: Any) -> None:
+    def run(self, seconds: float, sample_s: float, bar: Any) -> None:
         t0 = time.perf_counter()
         next_sample = 0.0
         while (now := time.perf_counter() - t0) < seconds:
@@ -127,7 +127,7 @@ class Soak:
                     self.samples.rss_mb[name].append(proc.memory_info().rss / 2**20)
                 self.samples.results.append(len(self.replayer.log.results))
                 next_sample += sample_s
-                progress.update(round(now - progress.n))
+                bar.update(round(now - bar.n))
             self.publish()
             deadline = t0 + self.sent / self.rate
             while time.perf_counter() < deadline:
@@ -148,9 +148,8 @@ class Soak:
 def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: float, sample_s: float,
         log_dir: Path) -> dict[str, Any]:
     from mtl_split_ros.launch_plan import LaunchArgs, plan
-
-    from .metrics import percentiles
-    from .processes import NodeProcesses
+    from mtl_split_tools.metrics import percentiles
+    from mtl_split_tools.processes import NodeProcesses
 
     domain = live.private_domain()
     nodes = plan("pipeline", LaunchArgs(
@@ -162,7 +161,7 @@ def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: f
         try:
             soak.replayer.wait_ready(soak.warmup_frame, timeout=90)
             before = soak.settled_counters()
-            with bc.progress(total=int(seconds), desc=f"soak {minutes:g} min @ {rate:g} Hz", unit="s") as bar:
+            with progress(total=int(seconds), desc=f"soak {minutes:g} min @ {rate:g} Hz", unit="s") as bar:
                 soak.run(seconds, sample_s, bar)
             soak.tail()
             soak.replayer.spin_for(2.0)  # frames in flight
@@ -193,7 +192,7 @@ def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: f
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     s = result["samples"]
     t = np.asarray(s["t_s"]) / 60
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 5), sharex=True)
@@ -219,11 +218,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"soak: {result['minutes']:g} min at {result['camera_hz']:g} Hz - {f['sent']} sent, "
                  f"{f['received']} results, {f['counted_drops']} counted drops, {f['unaccounted']} unaccounted",
                  fontsize=9)
-    return bc.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "soak")
+    add_common_arguments(p, "soak")
     p.add_argument("--bundle", type=Path,
                    help="bundle to run (default: the untrained 224x224 mobilenetv3_small_100 of bench pipeline)")
     p.add_argument("--minutes", type=float, default=10.0, help="camera run length (default 10)")
@@ -234,18 +233,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .bench_pipeline import default_bundle
+    from .pipeline import default_bundle
 
     bundle = args.bundle or default_bundle(args.work)
     result = run(bundle, args.minutes, args.rate, args.camera_size, args.warmup_s, args.sample_s,
                  args.work / "logs" / "soak")
     rows = [{"node": name, **m} for name, m in result["memory"].items()]
-    bc.print_table(rows, [("node", "node"), ("warm_mb", "RSS warm MB"), ("end_mb", "RSS end MB"),
+    print_table(rows, [("node", "node"), ("warm_mb", "RSS warm MB"), ("end_mb", "RSS end MB"),
                           ("growth", "growth"), ("slope_mb_per_h", "MB/h")])
     print("frames:", ", ".join(f"{k} {v}" for k, v in result["frames"].items()))
     print("checks:", ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in result["checks"].items()))
-    bc.write_result(args.out, result)
-    plot(result, bc.png_path(args.out))
+    write_result(args.out, result)
+    plot(result, png_path(args.out))
     return 0 if result["passed"] else 1
 
 

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from mtl_split_core.stamps import set_ns, to_ns
+from mtl_split_tools.metrics import percentiles
 
-from . import bench_common as bc
-from .metrics import percentiles
+from .bundles import cached_dir
+from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
+from .timing import median_ms
 
 NAMESPACE = "/mtl_split_bench"
 CONFIGS = ("float32/none", "float16/none", "int8/none", "int8/zstd", "int8/lz4")
@@ -41,7 +43,7 @@ REPEATS = 3  # sustained-FPS runs per wire format, ROS and in-process alternatin
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bc.add_common_arguments(p, "pipeline")
+    add_common_arguments(p, "pipeline")
     p.add_argument("--bundle", type=Path,
                    help="bundle to run (default: an untrained 224x224 mobilenetv3_small_100 built once under --work)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), metavar="DTYPE/CODEC",
@@ -75,7 +77,7 @@ def default_bundle(work: Path) -> Path:
         from mtl_split_training.testing import make_tiny_bundle
 
         make_tiny_bundle(out, size=224)
-    return bc.cached_dir(work / "bundles", {"bench": "pipeline", "backbone": "mobilenetv3_small_100", "size": 224},
+    return cached_dir(work / "bundles", {"bench": "pipeline", "backbone": "mobilenetv3_small_100", "size": 224},
                          build)
 
 
@@ -113,8 +115,8 @@ class Local:
         features = self.edge.features([self.edge_input(msgs[0])])[0]
         enc = self.edge.encode(features)
         return {"latency_ms": percentiles(lat),
-                "encode_ms": round(bc.median_ms(lambda: self.edge.encode(features), 50), 4),
-                "decode_ms": round(bc.median_ms(lambda: self.server.decode(enc), 50), 4),
+                "encode_ms": round(median_ms(lambda: self.edge.encode(features), 50), 4),
+                "decode_ms": round(median_ms(lambda: self.server.decode(enc), 50), 4),
                 "payload_bytes": int(np.median(sizes)), "raw_bytes": enc.raw_size, "backend": self.edge.backend.name}
 
     def edge_input(self, msg: Any) -> np.ndarray:
@@ -226,7 +228,7 @@ def measure(driver: Driver, local: Local, bundle: Path, msgs: list[Any], cfg: Co
     drifts; runs side by side in time are what can be compared)."""
     from mtl_split_ros.launch_plan import LaunchArgs, plan
 
-    from .processes import NodeProcesses
+    from mtl_split_tools.processes import NodeProcesses
 
     features = f"{NAMESPACE}/mtl_split/features"
     nodes = plan("pipeline", LaunchArgs(
@@ -322,7 +324,7 @@ def summarize(label: str, local: dict[str, Any], live: dict[str, Any]) -> dict[s
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> Path:
-    plt = bc.pyplot()
+    plt = pyplot()
     labels = [r["config"] for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -335,7 +337,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.set_xticks(x, labels, rotation=20)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-    return bc.save_figure(fig, bc.png_path(out))
+    return save_figure(fig, png_path(out))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -351,7 +353,7 @@ def main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     results, rows = {}, []
     try:
-        for cfg in bc.progress(configs, desc="configs", unit="config"):
+        for cfg in progress(configs, desc="configs", unit="config"):
             local, live = measure(driver, Local(bundle, cfg, args.threads), bundle, msgs, cfg, args)
             results[cfg.label] = {"in_process": local, "ros": live}
             rows.append(summarize(cfg.label, local, live))
@@ -368,7 +370,7 @@ def main(args: argparse.Namespace) -> int:
         "overhead_target_ms": OVERHEAD_TARGET_MS,
         "overhead_target_met": bool(small) and all(r["overhead_p50_ms"] <= OVERHEAD_TARGET_MS for r in small),
     }
-    bc.write_result(args.out, {
+    write_result(args.out, {
         "benchmark": "pipeline", "bundle": str(bundle), "model_id": manifest.model_id,
         "backbone": manifest.backbone, "input": [manifest.input.width, manifest.input.height],
         "feature_shape": list(manifest.features.shape), "image_size": list(args.image_size),
@@ -379,7 +381,7 @@ def main(args: argparse.Namespace) -> int:
                  "and model loading; all processes share this machine's cores",
     })
     plot(rows, args.out)
-    bc.print_table(rows, [("config", "wire"), ("payload_kb", "KB"), ("ros_p50_ms", "ROS p50"),
+    print_table(rows, [("config", "wire"), ("payload_kb", "KB"), ("ros_p50_ms", "ROS p50"),
                           ("ros_p99_ms", "ROS p99"), ("local_p50_ms", "local p50"), ("local_p99_ms", "local p99"),
                           ("ros_fps", "ROS FPS"), ("local_fps", "local FPS"), ("fps_ratio", "ratio"),
                           ("transport_p50_ms", "transport p50"), ("codec_ms", "codec"),

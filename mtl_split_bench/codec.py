@@ -19,6 +19,8 @@ import numpy as np
 from mtl_split_core import codec
 from mtl_split_core.stamps import set_ns, to_ns
 
+from .output import png_path, print_table, progress, pyplot, save_figure, write_result
+
 SIZES_KB = (1, 32, 256)
 CASES = (("float32", "none"), ("float16", "none"), ("int8", "zstd"), ("int8", "lz4"))
 TOPIC = "/mtl_split_bench/features"
@@ -98,7 +100,7 @@ def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeo
     node.create_subscription(SharedFeatures, TOPIC, on_msg, _qos(100))
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    child = subprocess.Popen([sys.executable, "-m", "mtl_split_tools.bench_codec", "--publisher", str(size_kb), dtype, c,
+    child = subprocess.Popen([sys.executable, "-m", "mtl_split_bench.codec", "--publisher", str(size_kb), dtype, c,
                               str(count), str(rate_hz)])
     deadline = time.monotonic() + timeout
     while len(lat_ms) < count and time.monotonic() < deadline and child.poll() is None:
@@ -119,10 +121,8 @@ def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeo
 
 
 def run(out: Path, latency_count: int = 300, throughput_count: int = 1000) -> dict:
-    from . import bench_common as bc
-
     rows = []
-    for size_kb in bc.progress(SIZES_KB, desc="bench codec", unit="size"):
+    for size_kb in progress(SIZES_KB, desc="bench codec", unit="size"):
         for dtype, c in CASES:
             paced = _receive(size_kb, dtype, c, latency_count, rate_hz=200.0, timeout=60)
             flat = _receive(size_kb, dtype, c, throughput_count, rate_hz=0.0, timeout=60)
@@ -132,19 +132,17 @@ def run(out: Path, latency_count: int = 300, throughput_count: int = 1000) -> di
                          "throughput_msgs_per_s": flat["msgs_per_s"],
                          "throughput_received": flat["received"], "throughput_sent": flat["sent"]})
     result = {"benchmark": "codec", "topic": TOPIC, "paced_rate_hz": 200.0, "rows": rows}
-    bc.print_table(rows, [("tensor_kb", "tensor KB"), ("dtype", "dtype"), ("codec", "codec"),
+    print_table(rows, [("tensor_kb", "tensor KB"), ("dtype", "dtype"), ("codec", "codec"),
                           ("wire_bytes", "wire B"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
                           ("throughput_msgs_per_s", "msg/s")])
-    bc.write_result(out, result)
-    _plot(rows, bc.png_path(out))
+    write_result(out, result)
+    _plot(rows, png_path(out))
     return result
 
 
 def _plot(rows: list[dict], path: Path) -> None:
     """Latency (p50 bar, p99 tick) and throughput per tensor size and wire format."""
-    from . import bench_common as bc
-
-    plt = bc.pyplot()
+    plt = pyplot()
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 3.4))
     labels = [f"{r['tensor_kb']}KB {r['dtype']}/{r['codec']}" for r in rows]
     x = np.arange(len(rows))
@@ -157,7 +155,7 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set_xticks(x, labels, fontsize=7, rotation=60, ha="right")
     lat.legend()
     fig.suptitle("SharedFeatures over loopback DDS")
-    bc.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

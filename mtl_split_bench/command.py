@@ -1,0 +1,33 @@
+"""`mtl-split bench NAME`: benchmarks that print a table and save JSON (+ PNG) under
+reports/bench/. Each lives in its own module exposing `add_arguments(parser)` and
+`main(args) -> int`; add one by adding a line to BENCHMARKS."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> (module, one-line help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "codec": ("mtl_split_bench.codec", "SharedFeatures encode/publish/receive/decode over loopback"),
+    "memory": ("mtl_split_bench.memory", "edge memory: MTL-Split vs single-task deployments (ONNX Runtime RSS)"),
+    "bandwidth": ("mtl_split_bench.bandwidth", "bytes/frame vs accuracy: images, split tensor codecs, learned bottleneck"),
+    "split": ("mtl_split_bench.split", "every split point: edge/server compute, bytes, accuracy (feeds mtl-split plan)"),
+    "tasks": ("mtl_split_bench.tasks", "1..16 tasks: edge memory, bytes, server compute, latency, MTL vs STL"),
+    "video": ("mtl_split_bench.video", "30 Hz camera through the live nodes: FPS, latency, drops, QoS depth 1 vs 10"),
+    "network": ("mtl_split_bench.network", "live pipeline over an emulated 3G/4G/Wi-Fi link with loss: latency, FPS"),
+    "pipeline": ("mtl_split_bench.pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
+    "soak": ("mtl_split_bench.soak", "live pipeline for --minutes at --rate Hz: RSS growth, every frame accounted for"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (JSON + plots under reports/bench/)", description=__doc__)
+    names = bench.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, (module, text) in BENCHMARKS.items():
+        p = names.add_parser(name, help=text)
+        p.set_defaults(func=_runner(module))
+        importlib.import_module(module).add_arguments(p)
+
+
+def _runner(module: str):
+    return lambda args: importlib.import_module(module).main(args)
