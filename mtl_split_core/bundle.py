@@ -4,7 +4,7 @@ A bundle is a directory:
 
     manifest.json   this module's Manifest (the only schema of it)
     backbone.onnx   edge part: image batch -> features batch (incl. bottleneck encoder)
-    heads.onnx      server part: features batch -> one logits output per task
+    heads.onnx      server part: features batch -> one output per task (see TaskSpec.kind)
     *.engine        optional TensorRT engines (see mtl_split_core.backends.tensorrt_engine)
 
 model_id is a content hash of the manifest (minus model_id) and so of every file's sha256:
@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import BundleError
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2  # 2: tasks have a kind (dense tasks)
 MANIFEST_NAME = "manifest.json"
 BACKBONE_FILE = "backbone.onnx"
 HEADS_FILE = "heads.onnx"
@@ -31,19 +31,44 @@ IMAGE_INPUT = "image"
 FEATURES_NAME = "features"
 
 
-def heads_output(task: str) -> str:
-    """ONNX output name of one task's logits in heads.onnx."""
-    return f"logits_{task}"
+# What a task predicts, and what its heads.onnx output holds (N = batch, H x W = input size):
+#   classification  logits_<task>     (N, classes) raw logits
+#   segmentation    logits_<task>     (N, classes, H, W) raw per-pixel logits
+#   depth           depth_<task>      (N, 1, H, W) z-depth in metres
+#   detection       detections_<task> (N, classes + 4, H/s, W/s) on a grid of stride s: per-class
+#                   centre heatmaps (probabilities), then the distances from the cell centre to
+#                   the box's left, top, right and bottom edges in input pixels
+TASK_KINDS = ("classification", "segmentation", "depth", "detection")
+DENSE_KINDS = TASK_KINDS[1:]
+_OUTPUT_PREFIX = {"classification": "logits", "segmentation": "logits", "depth": "depth", "detection": "detections"}
+
+
+def heads_output(task: str, kind: str = "classification") -> str:
+    """ONNX output name of one task in heads.onnx."""
+    return f"{_OUTPUT_PREFIX[kind]}_{task}"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # class names by id; empty for depth
+    kind: str = "classification"  # one of TASK_KINDS
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise BundleError(f"task {self.name!r}: kind {self.kind!r} is not one of {', '.join(TASK_KINDS)}")
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def dense(self) -> bool:
+        return self.kind in DENSE_KINDS
+
+    @property
+    def output(self) -> str:
+        return heads_output(self.name, self.kind)
 
 
 @dataclass(frozen=True)
@@ -120,7 +145,7 @@ class Manifest:
                 split_point=str(d["split_point"]),
                 input=InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["input"].items()}),
                 features=FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["features"].items()}),
-                tasks=tuple(TaskSpec(name=t["name"], classes=tuple(t["classes"])) for t in d["tasks"]),
+                tasks=tuple(TaskSpec(name=t["name"], classes=tuple(t["classes"]), kind=t["kind"]) for t in d["tasks"]),
                 files=dict(d["files"]),
                 bottleneck_channels=d.get("bottleneck_channels"),
                 created_by=d.get("created_by", "mtl_split"),

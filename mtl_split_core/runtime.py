@@ -17,7 +17,7 @@ import numpy as np
 
 from . import codec
 from .backends import Backend, open_backend
-from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, Manifest, heads_output, load_manifest
+from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, Manifest, load_manifest
 from .errors import BundleError, CodecError
 from .preprocess import preprocess
 
@@ -116,7 +116,7 @@ class ServerModel:
         specs = [self.manifest.task(t) for t in tasks] if tasks is not None else list(self.manifest.tasks)
         if not specs or not len(features):
             return [{} for _ in range(len(features))]
-        names = [heads_output(t.name) for t in specs]
+        names = [t.output for t in specs]
         logits = [np.concatenate(parts) for parts in zip(*(
             self.backend.run({FEATURES_NAME: features[s]}, names) for s in _chunks(len(features), self.max_batch)))]
         probs = [softmax(np.asarray(l, np.float32)) for l in logits]

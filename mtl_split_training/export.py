@@ -23,7 +23,6 @@ from mtl_split_core.bundle import (
     FeatureSpec,
     InputSpec,
     Manifest,
-    heads_output,
     write_manifest,
 )
 
@@ -61,7 +60,7 @@ def _check_against_torch(model: SplitModel, out_dir: Path, images: torch.Tensor)
     onnx_features = edge.run([FEATURES_NAME], {IMAGE_INPUT: images.numpy()})[0]
     onnx_logits = heads.run(None, {FEATURES_NAME: features.numpy()})
     for name, ours, theirs in [(FEATURES_NAME, features, onnx_features),
-                               *[(heads_output(t.name), l, o) for t, l, o in zip(model.tasks, logits, onnx_logits)]]:
+                               *[(t.output, l, o) for t, l, o in zip(model.tasks, logits, onnx_logits)]]:
         err = float(np.abs(ours.numpy() - theirs).max())
         scale = 1.0 + float(np.abs(ours.numpy()).max())
         if err > _TOLERANCE * scale:
@@ -97,7 +96,7 @@ def export_bundle(
         features = model.edge(images)
     _export_onnx(model.edge, images, out_dir / BACKBONE_FILE, IMAGE_INPUT, [FEATURES_NAME])
     _export_onnx(model.server_part(), features, out_dir / HEADS_FILE, FEATURES_NAME,
-                 [heads_output(t.name) for t in model.tasks])
+                 [t.output for t in model.tasks])
     _check_against_torch(model, out_dir, images)
     bottleneck = model.spec.bottleneck
     features_spec = FeatureSpec(

@@ -138,7 +138,7 @@ def save_model(model: SplitModel, out_dir: Path, input_spec: InputSpec, extra: d
     save_file(state, str(out_dir / MODEL_WEIGHTS))
     meta = {
         "spec": dataclasses.asdict(model.spec),
-        "tasks": [{"name": t.name, "classes": list(t.classes)} for t in model.tasks],
+        "tasks": [{"name": t.name, "classes": list(t.classes), "kind": t.kind} for t in model.tasks],
         "input": dataclasses.asdict(input_spec),
         "extra": extra or {},
     }
@@ -154,7 +154,7 @@ def load_model(model_dir: Path) -> tuple[SplitModel, InputSpec, dict[str, Any]]:
         raise TrainingError(f"{model_dir}: no {MODEL_META} + {MODEL_WEIGHTS}; is this a finished training run?")
     meta = json.loads(meta_path.read_text())
     spec = ModelSpec(**meta["spec"])
-    tasks = tuple(TaskSpec(t["name"], tuple(t["classes"])) for t in meta["tasks"])
+    tasks = tuple(TaskSpec(t["name"], tuple(t["classes"]), t.get("kind", "classification")) for t in meta["tasks"])
     model = SplitModel(spec, tasks, load_pretrained=False)
     model.load_state_dict(load_file(str(weights_path)))
     input_spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["input"].items()})

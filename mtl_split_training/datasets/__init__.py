@@ -1,5 +1,6 @@
-"""Datasets by spec string: `shapes` (procedural, default), `h5:PATH` (DeepMind 3dshapes.h5),
-`csv:PATH` (labelled image folder with a CSV/TSV). See docs/training.md.
+"""Datasets by spec string: `shapes` (procedural, default), `scenes` (procedural multi-object
+scenes with dense labels), `h5:PATH` (DeepMind 3dshapes.h5), `csv:PATH` (labelled image
+folder with a CSV/TSV, dense labels too). See docs/training.md.
 
 `open_data(spec, options)` gives task specs and numpy splits; `iter_labelled_images` is the
 torch-free iterator for bag writing; `mtl_split_training.datasets.torch_dataset` wraps a
@@ -13,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import TrainingError
-from .base import SPLITS, DataOptions, DataSource, LabelledImages, salt_and_pepper
+from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, salt_and_pepper
 
 _Opener = Callable[[str, DataOptions], DataSource]
 
@@ -21,9 +22,10 @@ _Opener = Callable[[str, DataOptions], DataSource]
 def _openers() -> dict[str, _Opener]:
     from .csv_images import open_csv
     from .h5_shapes import open_h5
+    from .scenes import open_scenes
     from .shapes import open_shapes
 
-    return {"shapes": open_shapes, "h5": open_h5, "csv": open_csv}
+    return {"shapes": open_shapes, "scenes": open_scenes, "h5": open_h5, "csv": open_csv}
 
 
 class NoisyImages(LabelledImages):
@@ -39,17 +41,17 @@ class NoisyImages(LabelledImages):
         rng = np.random.default_rng((self.seed, 0x5A17, index))
         return salt_and_pepper(self.inner.image(index), self.amount, rng)
 
-    def labels(self, index: int) -> dict[str, int]:
+    def labels(self, index: int) -> dict[str, Label]:
         return self.inner.labels(index)
 
 
 def open_data(spec: str, options: DataOptions | None = None) -> DataSource:
-    """`shapes`, `h5:PATH` or `csv:PATH` -> DataSource (tasks + train/val/test splits)."""
+    """`shapes`, `scenes`, `h5:PATH` or `csv:PATH` -> DataSource (tasks + train/val/test splits)."""
     options = options or DataOptions()
     kind, _, _ = spec.partition(":")
     openers = _openers()
     if kind not in openers:
-        raise TrainingError(f"unknown dataset {spec!r}: use shapes, h5:PATH or csv:PATH")
+        raise TrainingError(f"unknown dataset {spec!r}: use shapes, scenes, h5:PATH or csv:PATH")
     if options.size < 16:
         raise TrainingError(f"image size must be at least 16, got {options.size}")
     source = openers[kind](spec, options)
@@ -67,8 +69,8 @@ def iter_labelled_images(
     tasks: tuple[str, ...] | None = None,
     limit: int | None = None,
     seed: int = 0,
-) -> Iterator[tuple[np.ndarray, dict[str, int]]]:
-    """(uint8 RGB size x size x 3 image, {task: class index}) of one split, in order.
+) -> Iterator[tuple[np.ndarray, dict[str, Label]]]:
+    """(uint8 RGB size x size x 3 image, {task: label}) of one split, in order.
 
     For bag writing and evaluation. With the run's seed (manifest.extra["data"]["seed"]) and
     test size, these are the images the run was tested on, never ones it trained on.
@@ -80,4 +82,4 @@ def iter_labelled_images(
         yield images.sample(i)
 
 
-__all__ = ["SPLITS", "DataOptions", "DataSource", "LabelledImages", "open_data", "iter_labelled_images"]
+__all__ = ["SPLITS", "DataOptions", "DataSource", "Label", "LabelledImages", "open_data", "iter_labelled_images"]

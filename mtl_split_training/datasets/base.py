@@ -1,7 +1,10 @@
 """The dataset contract every source implements (numpy only, so bag writing needs no torch).
 
 A source turns a spec string into task specs and three splits; a split is an indexable set of
-(uint8 RGB HxWx3 image at the requested size, {task: class index}) samples.
+(uint8 RGB HxWx3 image at the requested size, {task: label}) samples. A label is what the
+task's kind says (TaskSpec.kind): classification a class index, segmentation a uint8 HxW
+class-id mask (IGNORE = unlabelled), depth a float32 HxW z-depth in metres (0 = no
+measurement), detection a Boxes in pixels of the image.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtl_split_core.bundle import InputSpec, TaskSpec
+from mtl_split_core.dense import Boxes
 
 from ..errors import TrainingError
 
@@ -20,6 +24,8 @@ if TYPE_CHECKING:
     from .torch_dataset import TorchImages
 
 SPLITS = ("train", "val", "test")
+IGNORE = 255  # segmentation mask value of unlabelled pixels (not scored, not trained on)
+Label = int | np.ndarray | Boxes
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,10 @@ class LabelledImages(ABC):
         """uint8 RGB image (size, size, 3)."""
 
     @abstractmethod
-    def labels(self, index: int) -> dict[str, int]:
-        """Class index per task."""
+    def labels(self, index: int) -> dict[str, Label]:
+        """The label of every task (see the module docstring for each kind's)."""
 
-    def sample(self, index: int) -> tuple[np.ndarray, dict[str, int]]:
+    def sample(self, index: int) -> tuple[np.ndarray, dict[str, Label]]:
         if not 0 <= index < len(self):
             raise IndexError(index)
         return self.image(index), self.labels(index)

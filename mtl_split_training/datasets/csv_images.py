@@ -1,5 +1,6 @@
 """A labelled image folder (`--data csv:PATH`): a CSV/TSV with an image column and one column
-per task, image paths relative to the file. How MEDIC and FACES map onto it: docs/training.md.
+per classification task, image paths relative to the file; dense labels (masks, depth, COCO
+boxes) in the reserved columns of csv_dense. How MEDIC and FACES map onto it: docs/training.md.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from mtl_split_core.bundle import TaskSpec
 
 from ..errors import TrainingError
-from .base import SPLITS, DataOptions, DataSource, LabelledImages, resize_square, seeded_split_indices
+from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, resize_square, seeded_split_indices
+from .csv_dense import DENSE_COLUMNS, DenseColumns
 
 IMAGE_COLUMN = "image"
 SPLIT_COLUMN = "split"
@@ -42,23 +44,40 @@ def _class_names(values: list[str]) -> tuple[str, ...]:
 
 
 class CsvSplit(LabelledImages):
-    def __init__(self, paths: list[Path], labels: np.ndarray, tasks: tuple[TaskSpec, ...], size: int):
+    def __init__(self, paths: list[Path], labels: np.ndarray, tasks: tuple[TaskSpec, ...], size: int,
+                 rows: np.ndarray, dense: DenseColumns):
         self.paths, self.label_rows, self.tasks, self.size = paths, labels, tasks, size
+        self.rows, self.dense = rows, dense  # row index in the CSV of each sample
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def image(self, index: int) -> np.ndarray:
+    def _read(self, index: int) -> np.ndarray:
         import cv2
 
         path = self.paths[index]
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise TrainingError(f"{path}: not a readable image (corrupt or unsupported format)")
-        return resize_square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    def labels(self, index: int) -> dict[str, int]:
-        return {t.name: int(v) for t, v in zip(self.tasks, self.label_rows[index])}
+    def image(self, index: int) -> np.ndarray:
+        return resize_square(self._read(index), self.size)
+
+    def sample(self, index: int) -> tuple[np.ndarray, dict[str, Label]]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rgb = self._read(index)  # once: dense labels need its original size
+        return resize_square(rgb, self.size), self._labels(index, rgb.shape[:2])
+
+    def labels(self, index: int) -> dict[str, Label]:
+        return self._labels(index, self._read(index).shape[:2] if self.dense.tasks else (0, 0))
+
+    def _labels(self, index: int, shape: tuple[int, int]) -> dict[str, Label]:
+        out: dict[str, Label] = {t.name: int(v) for t, v in zip(self.tasks, self.label_rows[index])}
+        if self.dense.tasks:
+            out.update(self.dense.labels(int(self.rows[index]), shape, self.size))
+        return out
 
 
 def open_csv(spec: str, options: DataOptions) -> DataSource:
@@ -69,20 +88,26 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
     columns = list(rows[0].keys())
     if IMAGE_COLUMN not in columns:
         raise TrainingError(f"{path}: no {IMAGE_COLUMN!r} column (columns: {', '.join(columns)})")
-    task_columns = [c for c in columns if c not in (IMAGE_COLUMN, SPLIT_COLUMN)]
+    task_columns = [c for c in columns if c not in (IMAGE_COLUMN, SPLIT_COLUMN, *DENSE_COLUMNS)]
+    dense = DenseColumns(path, rows, columns, options.tasks)
     if options.tasks is not None:
-        missing = [t for t in options.tasks if t not in task_columns]
+        dense_names = {t.name for t in dense.tasks}
+        missing = [t for t in options.tasks if t not in task_columns and t not in dense_names]
         if missing:
-            raise TrainingError(f"{path}: no column for task(s) {', '.join(missing)} (columns: {', '.join(columns)})")
-        task_columns = list(options.tasks)
-    if not task_columns:
+            raise TrainingError(f"{path}: no column for task(s) {', '.join(missing)} (columns: {', '.join(columns)}; "
+                                f"dense tasks come from the {', '.join(DENSE_COLUMNS)} columns)")
+        task_columns = [t for t in options.tasks if t not in dense_names]
+    if not task_columns and not dense.tasks:
         raise TrainingError(f"{path}: no task columns besides {IMAGE_COLUMN!r}/{SPLIT_COLUMN!r}")
     for n, row in enumerate(rows, start=2):
         empty = [c for c in [IMAGE_COLUMN, *task_columns] if not (row.get(c) or "").strip()]
         if empty:
             raise TrainingError(f"{path}:{n}: empty {', '.join(empty)}")
-    tasks = tuple(TaskSpec(c, _class_names([r[c].strip() for r in rows])) for c in task_columns)
-    labels = np.array([[t.classes.index(r[t.name].strip()) for t in tasks] for r in rows], dtype=np.int64)
+    classification = tuple(TaskSpec(c, _class_names([r[c].strip() for r in rows])) for c in task_columns)
+    labels = np.array([[t.classes.index(r[t.name].strip()) for t in classification] for r in rows],
+                      dtype=np.int64).reshape(len(rows), len(classification))
+    by_name = {t.name: t for t in (*classification, *dense.tasks)}
+    tasks = tuple(by_name[t] for t in options.tasks) if options.tasks is not None else tuple(by_name.values())
     images = [(path.parent / r[IMAGE_COLUMN].strip()) for r in rows]
     missing = [p for p in images if not p.is_file()]
     if missing:
@@ -96,5 +121,6 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
     else:
         splits = seeded_split_indices(len(rows), options)
     return DataSource(spec, tasks, {
-        name: CsvSplit([images[i] for i in idx], labels[idx], tasks, options.size) for name, idx in splits.items()
+        name: CsvSplit([images[i] for i in idx], labels[idx], classification, options.size, idx, dense)
+        for name, idx in splits.items()
     }, options)
