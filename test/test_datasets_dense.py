@@ -11,7 +11,7 @@ import pytest
 
 from mtl_split_training.datasets import DataOptions, open_data
 from mtl_split_training.datasets.base import IGNORE
-from mtl_split_training.datasets.scenes_geometry import CAPSULE, CUBE, CYLINDER, SPHERE, Primitive
+from mtl_split_training.datasets.scenes_geometry import CAPSULE, CYLINDER, SPHERE, Primitive
 from mtl_split_training.datasets.scenes_render import FLOOR, MIN_AREA_FRACTION, MIN_VISIBLE, WALL
 from mtl_split_training.errors import TrainingError
 
