@@ -71,6 +71,12 @@ class TaskSpec:
         return heads_output(self.name, self.kind)
 
 
+# How a frame of another size or aspect ratio becomes the model input (mtl_split_core.preprocess):
+# resize stretches it, center_crop cuts the sides (or top and bottom) that do not fit the
+# input's aspect ratio, letterbox keeps all of it and pads the rest with grey.
+RESIZE_MODES = ("resize", "center_crop", "letterbox")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How a camera frame becomes the backbone's input tensor (N, 3, height, width)."""
@@ -80,6 +86,13 @@ class InputSpec:
     encoding: str = "rgb8"  # channel order the backbone was trained on
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resize_mode: str = "resize"  # one of RESIZE_MODES; training used the same
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise BundleError(f"input resize_mode {self.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.width < 1 or self.height < 1:
+            raise BundleError(f"input size {self.width}x{self.height} is empty")
 
 
 @dataclass(frozen=True)
@@ -123,10 +136,7 @@ class Manifest:
 
     def content_id(self) -> str:
         """Hash of everything but model_id: the model_id this manifest must carry."""
-        body = self.to_dict()
-        body.pop("model_id")
-        canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return "mtl-" + hashlib.sha256(canon.encode()).hexdigest()[:20]
+        return content_id(self.to_dict())
 
     def with_model_id(self) -> "Manifest":
         return dataclasses.replace(self, model_id=self.content_id())
@@ -155,6 +165,13 @@ class Manifest:
             )
         except (KeyError, TypeError) as e:
             raise BundleError(f"manifest is malformed ({type(e).__name__}: {e}); re-export the bundle") from e
+
+
+def content_id(body: dict[str, Any]) -> str:
+    """model_id of a manifest's JSON content (its model_id field left out). Checked against
+    the file as written, so a field added later with a default does not change old ids."""
+    canon = json.dumps({k: v for k, v in body.items() if k != "model_id"}, sort_keys=True, separators=(",", ":"))
+    return "mtl-" + hashlib.sha256(canon.encode()).hexdigest()[:20]
 
 
 def sha256_file(path: Path) -> str:
@@ -187,10 +204,10 @@ def load_manifest(bundle_dir: str | Path, verify_files: bool = True) -> Manifest
     except json.JSONDecodeError as e:
         raise BundleError(f"{path} is not valid JSON ({e}); re-export the bundle") from e
     manifest = Manifest.from_dict(raw)
-    if manifest.content_id() != manifest.model_id:
+    if content_id(raw) != manifest.model_id:
         raise BundleError(
             f"{path}: model_id {manifest.model_id} does not match the manifest's content "
-            f"({manifest.content_id()}); the manifest was edited by hand — re-export the bundle"
+            f"({content_id(raw)}); the manifest was edited by hand — re-export the bundle"
         )
     if verify_files:
         for name, digest in manifest.files.items():

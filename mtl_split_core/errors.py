@@ -15,3 +15,8 @@ class BundleError(MtlSplitError):
 
 class ImageError(MtlSplitError, ValueError):
     """A camera image that cannot be converted (encoding, size, step, corrupt data)."""
+
+
+class ImageTooLarge(ImageError):
+    """A camera image with more pixels than the edge accepts (max_pixels), refused from its
+    header before anything is allocated or decoded."""

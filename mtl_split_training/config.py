@@ -33,7 +33,8 @@ class DataConfig(DataOptions):
         return DataOptions(**{**{k: getattr(self, k) for k in fields}, "seed": seed})
 
     def input_spec(self) -> InputSpec:
-        return InputSpec(width=self.size, height=self.size, mean=self.mean, std=self.std)
+        return InputSpec(width=self.size, height=self.size, mean=self.mean, std=self.std,
+                         resize_mode=self.resize_mode)
 
 
 @dataclass(frozen=True)

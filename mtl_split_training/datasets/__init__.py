@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from mtl_split_core.bundle import RESIZE_MODES
+
 from ..errors import TrainingError
 from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, salt_and_pepper
 
@@ -54,6 +56,8 @@ def open_data(spec: str, options: DataOptions | None = None) -> DataSource:
         raise TrainingError(f"unknown dataset {spec!r}: use shapes, scenes, h5:PATH or csv:PATH")
     if options.size < 16:
         raise TrainingError(f"image size must be at least 16, got {options.size}")
+    if options.resize_mode not in RESIZE_MODES:
+        raise TrainingError(f"resize_mode {options.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
     source = openers[kind](spec, options)
     if options.test_salt_pepper > 0:
         noisy = {name: NoisyImages(split, options.test_salt_pepper, options.seed)

@@ -33,6 +33,8 @@ class DataOptions:
     """What every source understands; sources ignore what does not apply to them."""
 
     size: int = 64
+    # How file images of another size or aspect become size x size (InputSpec.resize_mode).
+    resize_mode: str = "resize"
     tasks: tuple[str, ...] | None = None  # None = every task the source has
     seed: int = 0
     # Sample counts per split for the procedural source (it has 480k combinations).
@@ -132,11 +134,10 @@ def salt_and_pepper(image: np.ndarray, amount: float, rng: np.random.Generator) 
     return out
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size (area filter when shrinking): file sources' one geometry rule."""
-    import cv2
+def fit_square(image: np.ndarray, options: DataOptions) -> np.ndarray:
+    """A file's RGB image -> size x size by the run's resize_mode: the same geometry and area
+    filter the edge applies to camera frames (mtl_split_core.preprocess)."""
+    from mtl_split_core.preprocess import fit
 
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    shrink = image.shape[0] > size or image.shape[1] > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return fit(np.ascontiguousarray(image), InputSpec(width=options.size, height=options.size,
+                                                      resize_mode=options.resize_mode))

@@ -12,7 +12,7 @@ import numpy as np
 from mtl_split_core.bundle import TaskSpec
 
 from ..errors import TrainingError
-from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, resize_square, seeded_split_indices
+from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, fit_square, seeded_split_indices
 from .csv_dense import DENSE_COLUMNS, DenseColumns
 
 IMAGE_COLUMN = "image"
@@ -44,9 +44,10 @@ def _class_names(values: list[str]) -> tuple[str, ...]:
 
 
 class CsvSplit(LabelledImages):
-    def __init__(self, paths: list[Path], labels: np.ndarray, tasks: tuple[TaskSpec, ...], size: int,
+    def __init__(self, paths: list[Path], labels: np.ndarray, tasks: tuple[TaskSpec, ...], options: DataOptions,
                  rows: np.ndarray, dense: DenseColumns):
-        self.paths, self.label_rows, self.tasks, self.size = paths, labels, tasks, size
+        self.paths, self.label_rows, self.tasks, self.options = paths, labels, tasks, options
+        self.size = options.size
         self.rows, self.dense = rows, dense  # row index in the CSV of each sample
 
     def __len__(self) -> int:
@@ -62,13 +63,13 @@ class CsvSplit(LabelledImages):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def image(self, index: int) -> np.ndarray:
-        return resize_square(self._read(index), self.size)
+        return fit_square(self._read(index), self.options)
 
     def sample(self, index: int) -> tuple[np.ndarray, dict[str, Label]]:
         if not 0 <= index < len(self):
             raise IndexError(index)
         rgb = self._read(index)  # once: dense labels need its original size
-        return resize_square(rgb, self.size), self._labels(index, rgb.shape[:2])
+        return fit_square(rgb, self.options), self._labels(index, rgb.shape[:2])
 
     def labels(self, index: int) -> dict[str, Label]:
         return self._labels(index, self._read(index).shape[:2] if self.dense.tasks else (0, 0))
@@ -90,6 +91,9 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
         raise TrainingError(f"{path}: no {IMAGE_COLUMN!r} column (columns: {', '.join(columns)})")
     task_columns = [c for c in columns if c not in (IMAGE_COLUMN, SPLIT_COLUMN, *DENSE_COLUMNS)]
     dense = DenseColumns(path, rows, columns, options.tasks)
+    if dense.tasks and options.resize_mode != "resize":
+        raise TrainingError(f"{spec}: resize_mode {options.resize_mode} with dense tasks is not supported yet "
+                            "(their labels are stretched to the input); use resize_mode resize")
     if options.tasks is not None:
         dense_names = {t.name for t in dense.tasks}
         missing = [t for t in options.tasks if t not in task_columns and t not in dense_names]
@@ -121,6 +125,6 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
     else:
         splits = seeded_split_indices(len(rows), options)
     return DataSource(spec, tasks, {
-        name: CsvSplit([images[i] for i in idx], labels[idx], classification, options.size, idx, dense)
+        name: CsvSplit([images[i] for i in idx], labels[idx], classification, options, idx, dense)
         for name, idx in splits.items()
     }, options)

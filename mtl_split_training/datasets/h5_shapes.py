@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainingError
-from .base import DataOptions, DataSource, LabelledImages, resize_square, seeded_split_indices, select_tasks
+from .base import DataOptions, DataSource, LabelledImages, fit_square, seeded_split_indices, select_tasks
 from .shapes_factors import FACTOR_NAMES, FACTORS
 
 
@@ -31,9 +31,10 @@ def _class_indices(labels: np.ndarray, path: Path) -> np.ndarray:
 
 
 class H5Split(LabelledImages):
-    def __init__(self, path: Path, rows: np.ndarray, classes: np.ndarray, task_columns: dict[str, int], size: int):
+    def __init__(self, path: Path, rows: np.ndarray, classes: np.ndarray, task_columns: dict[str, int],
+                 options: DataOptions):
         self.path, self.rows, self.classes = path, rows, classes
-        self.task_columns, self.size = task_columns, size
+        self.task_columns, self.options = task_columns, options
         self._images = None  # opened lazily, once per process (DataLoader workers fork)
 
     def __len__(self) -> int:
@@ -44,7 +45,7 @@ class H5Split(LabelledImages):
             import h5py
 
             self._images = h5py.File(self.path, "r")["images"]
-        return resize_square(np.asarray(self._images[int(self.rows[index])]), self.size)
+        return fit_square(np.asarray(self._images[int(self.rows[index])]), self.options)
 
     def labels(self, index: int) -> dict[str, int]:
         row = self.classes[self.rows[index]]
@@ -81,5 +82,5 @@ def open_h5(spec: str, options: DataOptions) -> DataSource:
         splits = {name: rows[held[rows] == (name == "test")] for name, rows in splits.items()}
     caps = {"train": options.train_size, "val": options.val_size, "test": options.test_size}
     return DataSource(spec, tasks, {
-        name: H5Split(path, rows[:caps[name]], classes, columns, options.size) for name, rows in splits.items()
+        name: H5Split(path, rows[:caps[name]], classes, columns, options) for name, rows in splits.items()
     }, options)
