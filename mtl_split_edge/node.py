@@ -12,10 +12,12 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from mtl_split.msg import BackboneInfo, SharedFeatures
 from mtl_split_core import codec, topics
+from mtl_split_core.batching import BatchPolicy, BatchScheduler
 from mtl_split_core.errors import ImageError, MtlSplitError
 from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel
 from mtl_split_ros import qos
+from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import EDGE
@@ -41,7 +43,9 @@ def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, typ
 
 
 @dataclass
-class Frame:
+class CameraFrame:
+    """A converted camera image waiting for the backbone."""
+
     header: Any
     image: np.ndarray
     convert_ms: float
@@ -55,10 +59,10 @@ class EdgeNode(ManagedNode):
         self._model: EdgeModel | None = None
         self._inputs: list[tuple[str, type]] = []
         self._subs: list[Any] = []
-        self._pending: dict[str, Frame] = {}  # camera topic -> newest unprocessed frame
+        self._batcher: BatchScheduler[CameraFrame] | None = None  # streams: camera topics
+        self._batch_timer: BatchTimer[CameraFrame] | None = None
         self._features_pub: Any = None
         self._info_pub: Any = None
-        self._batch_timer: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -75,8 +79,11 @@ class EdgeNode(ManagedNode):
         self._model = EdgeModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
                                 max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
-        if batching:
-            self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
+        # The newest frame of each camera; a newer one replaces it while it waits (a drop).
+        policy = BatchPolicy(max_batch=len(self._inputs) if batching else 1,
+                             max_wait_s=p["max_wait_ms"] / 1000.0 if batching else 0.0, newest_only=True)
+        self._batcher = BatchScheduler(policy, expected=[topic for topic, _ in self._inputs])
+        self._batch_timer = BatchTimer(self, self._batcher, self._infer)
         features_topic = self.resolve_topic_name(topics.FEATURES)
         self._features_pub = self.create_publisher(
             SharedFeatures, topics.FEATURES, qos.profile(p, "features"),
@@ -109,7 +116,9 @@ class EdgeNode(ManagedNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        self._pending.clear()
+        if self._batcher is not None:
+            self.diag.count(DROPPED, len(self._batcher.clear()))
+            self._batch_timer.tick()  # nothing waits: stops the timer
         return super().on_deactivate(state)
 
     def _release(self) -> None:
@@ -117,8 +126,8 @@ class EdgeNode(ManagedNode):
             if pub is not None:
                 self.destroy_publisher(pub)
         if self._batch_timer is not None:
-            self.destroy_timer(self._batch_timer)
-        self._features_pub = self._info_pub = self._batch_timer = self._model = None
+            self._batch_timer.destroy()
+        self._features_pub = self._info_pub = self._batch_timer = self._batcher = self._model = None
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -133,26 +142,11 @@ class EdgeNode(ManagedNode):
             self.diag.error(topic, BAD_IMAGE, f"frame dropped: {e}")
             self.diag.count(DROPPED)
             return
-        frame = Frame(msg.header, image, (time.perf_counter() - start) * 1e3)
-        if self._batch_timer is None:
-            self._infer([frame])
-            return
-        if topic in self._pending:
-            self.diag.count(DROPPED)  # a newer frame of this camera replaces the waiting one
-        elif not self._pending:
-            self._batch_timer.reset()
-        self._pending[topic] = frame
-        if len(self._pending) == len(self._inputs):
-            self._flush()
+        frame = CameraFrame(msg.header, image, (time.perf_counter() - start) * 1e3)
+        self.diag.count(DROPPED, len(self._batcher.add(frame, topic)))
+        self._batch_timer.tick()
 
-    def _flush(self) -> None:
-        self._batch_timer.cancel()
-        frames = list(self._pending.values())
-        self._pending.clear()
-        if frames:
-            self._infer(frames)
-
-    def _infer(self, frames: list[Frame]) -> None:
+    def _infer(self, frames: list[CameraFrame]) -> None:
         start = time.perf_counter()
         try:
             encoded = self._model([f.image for f in frames])

@@ -13,10 +13,12 @@ from rclpy.time import Time
 
 from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPrediction, TaskResult
 from mtl_split_core import topics
+from mtl_split_core.batching import BatchPolicy, BatchScheduler
 from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
 from mtl_split_core.runtime import Prediction, ServerModel
 from mtl_split_core.stamps import to_ns
 from mtl_split_ros import qos
+from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import SERVER
@@ -26,7 +28,6 @@ FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
 MODEL_MISMATCH = "model_mismatch"
 BAD_PAYLOAD = "bad_payload"
 INFERENCE = "inference"
-ACTIVE_WINDOW_S = 1.0  # a camera that sent a frame this recently is waited for when batching
 
 
 @dataclass
@@ -80,9 +81,10 @@ class ServerNode(ManagedNode):
         super().__init__(**kwargs)
         self._model: ServerModel | None = None
         self._sources: dict[str, Source] = {}
-        self._pending: list[Item] = []
-        self._last_frame: dict[tuple[str, str], float] = {}  # stream -> perf_counter of its last frame
-        self._batch_timer: Any = None
+        # Streams: (features topic, frame_id), one per camera; sources: features topics. A camera
+        # heard within the last second (BatchPolicy.active_window_s) is waited for.
+        self._batcher: BatchScheduler[Item] | None = None
+        self._batch_timer: BatchTimer[Item] | None = None
         self._discovery_timer: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -97,7 +99,8 @@ class ServerNode(ManagedNode):
                              f"got {p['max_batch']} and {p['max_wait_ms']}")
         self._model = ServerModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
                                   p["max_batch"], p["max_feature_bytes"])
-        self._batch_timer = self.create_timer(p["max_wait_ms"] / 1000.0, self._flush, autostart=False)
+        self._batcher = BatchScheduler(BatchPolicy(max_batch=p["max_batch"], max_wait_s=p["max_wait_ms"] / 1000.0))
+        self._batch_timer = BatchTimer(self, self._batcher, self._run_batch)
         m = self._model
         for key, value in [("model_id", m.manifest.model_id), ("backend", m.backend.name)]:
             self.diag.info(key, value)
@@ -119,8 +122,9 @@ class ServerNode(ManagedNode):
         if self._discovery_timer is not None:
             self.destroy_timer(self._discovery_timer)
             self._discovery_timer = None
-        self._pending.clear()
-        self._last_frame.clear()
+        if self._batcher is not None:
+            self.diag.count(DROPPED, len(self._batcher.clear()))
+            self._batch_timer.tick()  # nothing waits: stops the timer
         for s in self._sources.values():
             self.destroy_subscription(s.sub)
             self.destroy_subscription(s.info_sub)
@@ -131,8 +135,8 @@ class ServerNode(ManagedNode):
 
     def _release(self) -> None:
         if self._batch_timer is not None:
-            self.destroy_timer(self._batch_timer)
-        self._batch_timer = self._model = None
+            self._batch_timer.destroy()
+        self._batch_timer = self._batcher = self._model = None
 
     # --- sources --------------------------------------------------------------------------
 
@@ -199,25 +203,14 @@ class ServerNode(ManagedNode):
         now = time.perf_counter()
         item = Item(source, msg, features, now, transport_ms, (now - start) * 1e3)
         self.diag.observe("transport_ms", transport_ms)
-        self._last_frame[item.stream] = now
-        if any(it.stream == item.stream for it in self._pending):
-            self._flush()  # never two frames of one camera in a batch: the older would wait for nothing
-        self._pending.append(item)
-        active = sum(1 for t in self._last_frame.values() if now - t < ACTIVE_WINDOW_S)
-        if len(self._pending) >= min(active, self._model.max_batch):
-            self._flush()
-        elif len(self._pending) == 1:
-            self._batch_timer.reset()
+        self.diag.count(DROPPED, len(self._batcher.add(item, item.stream, source.topic)))
+        self._batch_timer.tick()
 
     def _drop(self, source: Source, kind: str, error: Exception) -> None:
         self.diag.error(source.topic, kind, f"frame dropped: {error}")
         self.diag.count(DROPPED)
 
-    def _flush(self) -> None:
-        self._batch_timer.cancel()
-        items, self._pending = self._pending, []
-        if not items:
-            return
+    def _run_batch(self, items: list[Item]) -> None:
         all_tasks = self._model.manifest.task_names
         wanted = {id(it.source): it.source.wanted_tasks(all_tasks) for it in items}
         tasks = [t for t in all_tasks if any(t in w for w in wanted.values())]
