@@ -214,8 +214,8 @@ def main(args: argparse.Namespace) -> int:
     result = run(training_config(args, size), [training_config(args, size, w) for w in widths], args.frames, args.work)
     table = [{**r, **{f"acc_{t}": v for t, v in r["accuracy"].items()}} for r in result["rows"]]
     print_table(table, [("name", "representation"), ("message_bytes", "msg B"), ("payload_bytes", "payload B"),
-                           *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),
-                           ("encode_ms", "enc ms"), ("decode_ms", "dec ms")])
+                        *((f"acc_{t}", t) for t in result["tasks"]), ("mean_accuracy", "mean acc"),
+                        ("encode_ms", "enc ms"), ("decode_ms", "dec ms")])
     h = result["headline"]
     for unit in ("message", "payload"):
         u = h[unit]

@@ -9,7 +9,6 @@ machine, so their clocks agree and one-way latency is measurable.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from mtl_split_core import codec
 from mtl_split_core.stamps import set_ns, to_ns
 
-from .output import png_path, print_table, progress, pyplot, save_figure, write_result
+from .output import REPORT_DIR, png_path, print_table, progress, pyplot, save_figure, write_result
 
 SIZES_KB = (1, 32, 256)
 CASES = (("float32", "none"), ("float16", "none"), ("int8", "zstd"), ("int8", "lz4"))
@@ -41,15 +40,12 @@ def _qos(depth: int):
 
 def publisher(size_kb: int, dtype: str, c: str, count: int, rate_hz: float) -> None:
     """Child process: wait for the subscriber, then publish `count` messages (rate 0 = flat out)."""
-    import rclpy
-
     from mtl_split.msg import SharedFeatures
+    from mtl_split_tools.driver import DriverNode
 
-    rclpy.init()
-    node = rclpy.create_node("bench_codec_publisher")
-    pub = node.create_publisher(SharedFeatures, TOPIC, _qos(100))
-    while pub.get_subscription_count() == 0:
-        rclpy.spin_once(node, timeout_sec=0.05)
+    driver = DriverNode("bench_codec_publisher")
+    pub = driver.node.create_publisher(SharedFeatures, TOPIC, _qos(100))
+    driver.wait_for(pub.get_subscription_count, 60, "the benchmark's subscriber")
     time.sleep(0.5)
     x = _tensor(size_kb)
     period = 1.0 / rate_hz if rate_hz > 0 else 0.0
@@ -69,21 +65,15 @@ def publisher(size_kb: int, dtype: str, c: str, count: int, rate_hz: float) -> N
         if period:
             next_t += period
             time.sleep(max(0.0, next_t - time.perf_counter()))
-    end = time.monotonic() + 1.5  # let reliable delivery finish before leaving
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    rclpy.shutdown()
+    driver.spin_for(1.5)  # let reliable delivery finish before leaving
+    driver.close()
 
 
 def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeout: float) -> dict:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from mtl_split.msg import SharedFeatures
+    from mtl_split_tools.driver import DriverNode
+    from mtl_split_tools.processes import NodeProcesses
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("bench_codec_subscriber", context=ctx)
     lat_ms: list[float] = []
     wire: list[int] = []
     first_last = [0.0, 0.0]
@@ -97,19 +87,13 @@ def _receive(size_kb: int, dtype: str, c: str, count: int, rate_hz: float, timeo
         first_last[0] = first_last[0] or time.perf_counter()
         first_last[1] = time.perf_counter()
 
-    node.create_subscription(SharedFeatures, TOPIC, on_msg, _qos(100))
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    child = subprocess.Popen([sys.executable, "-m", "mtl_split_bench.codec", "--publisher", str(size_kb), dtype, c,
-                              str(count), str(rate_hz)])
-    deadline = time.monotonic() + timeout
-    while len(lat_ms) < count and time.monotonic() < deadline and child.poll() is None:
-        executor.spin_once(timeout_sec=0.05)
-    if child.wait(timeout=30) != 0:
-        raise RuntimeError(f"bench publisher exited with {child.returncode}")
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=ctx)
+    with DriverNode("bench_codec_subscriber") as driver, NodeProcesses() as procs:
+        driver.node.create_subscription(SharedFeatures, TOPIC, on_msg, _qos(100))
+        child = procs.run("bench_codec_publisher", [sys.executable, "-m", "mtl_split_bench.codec", "--publisher",
+                                                    str(size_kb), dtype, c, str(count), str(rate_hz)])
+        driver.spin_until(lambda: len(lat_ms) >= count or not child.alive, timeout)
+        if child.wait(timeout=30) != 0:
+            raise RuntimeError(f"bench publisher exited with {child.returncode}")
     span = first_last[1] - first_last[0]
     lat = np.array(lat_ms) if lat_ms else np.array([np.nan])
     return {
@@ -133,8 +117,8 @@ def run(out: Path, latency_count: int = 300, throughput_count: int = 1000) -> di
                          "throughput_received": flat["received"], "throughput_sent": flat["sent"]})
     result = {"benchmark": "codec", "topic": TOPIC, "paced_rate_hz": 200.0, "rows": rows}
     print_table(rows, [("tensor_kb", "tensor KB"), ("dtype", "dtype"), ("codec", "codec"),
-                          ("wire_bytes", "wire B"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-                          ("throughput_msgs_per_s", "msg/s")])
+                       ("wire_bytes", "wire B"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                       ("throughput_msgs_per_s", "msg/s")])
     write_result(out, result)
     _plot(rows, png_path(out))
     return result
@@ -159,7 +143,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("reports/bench/codec.json"))
+    p.add_argument("--out", type=Path, default=REPORT_DIR / "codec.json", help="result JSON (PNG beside it)")
     p.add_argument("--count", type=int, default=300, help="paced messages per case (latency)")
     p.add_argument("--flat-count", type=int, default=1000, help="flat-out messages per case (throughput)")
 

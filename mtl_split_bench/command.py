@@ -1,6 +1,7 @@
 """`mtl-split bench NAME`: benchmarks that print a table and save JSON (+ PNG) under
 reports/bench/. Each lives in its own module exposing `add_arguments(parser)` and
-`main(args) -> int`; add one by adding a line to BENCHMARKS."""
+`main(args) -> int`; add one by adding a line to BENCHMARKS. Every benchmark runs on a
+private DDS domain on loopback (mtl_split_tools.domain)."""
 from __future__ import annotations
 
 import argparse
@@ -30,4 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _runner(module: str):
-    return lambda args: importlib.import_module(module).main(args)
+    def run(args: argparse.Namespace) -> int:
+        from mtl_split_tools.domain import PrivateDomain
+
+        with PrivateDomain():  # the nodes a benchmark starts never meet another run's
+            return importlib.import_module(module).main(args)
+    return run

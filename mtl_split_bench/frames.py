@@ -1,7 +1,8 @@
 """The frames benchmarks feed the models: a training config's held-out frames with their
-labels, or rendered scenes."""
+labels, rendered scenes, or a camera stream of them to replay into live nodes."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -24,3 +25,21 @@ def config_frames(raw: dict[str, Any], count: int, split: str = "test"
 def rendered_frames(size: int, count: int) -> list[np.ndarray]:
     """Rendered scenes for measurements that need realistic images but no labels."""
     return config_frames({"data": {"size": size, "test_size": count}}, count)[0]
+
+
+def camera_stream(size: int, seconds: float, rate_hz: float, topic: str, compressed: bool = False,
+                  distinct: int = 100) -> list[Any]:
+    """A camera as replayable frames (mtl_split_tools.bags.Frame): seconds x rate_hz Image rgb8
+    (or CompressedImage JPEG-90) messages stamped 1/rate_hz apart from now, cycling through
+    `distinct` rendered scenes."""
+    from mtl_split_tools.bags import COMPRESSED, IMAGE, TYPESTORE, Frame, image_message
+
+    scenes = rendered_frames(size, distinct)
+    msgtype = COMPRESSED if compressed else IMAGE
+    start, period = time.time_ns(), int(1e9 / rate_hz)
+    frames = []
+    for i in range(max(2, int(seconds * rate_hz))):
+        ns = start + i * period
+        msg = image_message(scenes[i % len(scenes)], ns, "camera", compressed)
+        frames.append(Frame(ns, "camera", topic, msgtype, bytes(TYPESTORE.serialize_cdr(msg, msgtype)), {}))
+    return frames

@@ -150,9 +150,9 @@ def main(args: argparse.Namespace) -> int:
     counts = tuple(int(n) for n in args.tasks.split(","))
     result = run(backbones, counts, args.size, args.work, repeats=3 if args.full else 1)
     print_table(result["rows"], [("backbone", "backbone"), ("tasks", "N"), ("deployment", "deployment"),
-                                    ("param_bytes", "param B"), ("file_bytes", "file B"), ("peak_rss_mb", "RSS MB"),
-                                    ("saved_vs_stl_split_peak_rss_mb", "saved vs STL split"),
-                                    ("saved_vs_stl_full_peak_rss_mb", "saved vs STL full")])
+                                 ("param_bytes", "param B"), ("file_bytes", "file B"), ("peak_rss_mb", "RSS MB"),
+                                 ("saved_vs_stl_split_peak_rss_mb", "saved vs STL split"),
+                                 ("saved_vs_stl_full_peak_rss_mb", "saved vs STL full")])
     write_result(args.out, result)
     plot(result, png_path(args.out))
     return 0

@@ -22,21 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtl_split_tools.link_model import LINKS_MBPS, transfer_ms
 
-from . import live
 from .bundles import random_bundle, task_classes
-from .frames import rendered_frames
+from .frames import camera_stream, rendered_frames
 from .image_codecs import jpeg
 from .link_relay import LinkProfile, command, netem_unavailable
 from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 from .timing import median_ms
+
+if TYPE_CHECKING:
+    from mtl_split_tools.processes import ChildProcess
 
 ROBOT, SERVER = "/robot", "/server"
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
@@ -88,32 +88,18 @@ def deployments(mtl: Path, bottleneck: Path) -> list[Deployment]:
     ]
 
 
-class Relay:
-    """The link relay as a child process; stop() returns its counters."""
-
-    def __init__(self, link: tuple[str, str, str], profile: LinkProfile, seed: int, log: Path) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._err = open(log, "w")
-        self.proc = subprocess.Popen(command(*link, profile, seed), stdout=subprocess.PIPE, stderr=self._err, text=True)
-
-    def stop(self) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        self._err.close()
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"the link relay printed no counters (exit {self.proc.returncode}); "
-                               f"see {self._err.name}")
-        return json.loads(lines[-1])
+def relay_counters(relay: ChildProcess) -> dict[str, Any]:
+    """Stop the link relay; the counters it prints as its last JSON line."""
+    code = relay.stop(timeout=15)
+    lines = [line for line in relay.log(tail=1000).splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"the link relay printed no counters (exit {code}); see {relay.log_path}")
+    return json.loads(lines[-1])
 
 
 def analytic(row: dict[str, Any], profile: LinkProfile | None, camera_hz: float) -> dict[str, Any]:
     """The literature's model from this row's measured parts: edge + bytes/bandwidth + delay + server."""
-    stages = row["stages_ms"]
+    stages = row["latency_ms"]
     edge, server = stages["edge_compute"]["p50"] or 0.0, stages["server_compute"]["p50"] or 0.0
     if row["deployment"] == "jpeg_to_server":
         edge, server = 0.0, edge + server  # the camera sends JPEG; both models run on the server
@@ -129,22 +115,25 @@ def analytic(row: dict[str, Any], profile: LinkProfile | None, camera_hz: float)
 def run_deployment(dep: Deployment, profiles: list[LinkProfile], seconds: float, rate: float, size: int,
                    log_dir: Path) -> list[dict[str, Any]]:
     from mtl_split_tools.processes import NodeProcesses
+    from mtl_split_tools.replay import replay
+    from mtl_split_tools.replay_stats import replay_stats
 
     rows = []
-    with NodeProcesses(dep.nodes, log_dir=log_dir / dep.name) as procs:
+    with NodeProcesses(dep.nodes, log_dir=log_dir / dep.name) as procs, \
+            NodeProcesses(log_dir=log_dir / dep.name) as link:
         for i, profile in enumerate(profiles if dep.relay else [None]):
-            relay = Relay(dep.relay, profile, seed=i, log=log_dir / dep.name / f"relay_{profile.name}.log") \
+            relay = link.run(f"relay_{profile.name}", command(*dep.relay, profile, seed=i)) \
                 if dep.relay and profile else None
             try:
-                frames = live.camera_stream(size, seconds, rate, dep.camera, compressed=dep.compressed)
-                log = live.replay(dep.results_ns, frames, rate=1.0,
-                                  desc=f"{dep.name} {profile.name if profile else ''}")
+                frames = camera_stream(size, seconds, rate, dep.camera, compressed=dep.compressed)
+                log = replay(dep.results_ns, frames, rate=1.0, desc=f"{dep.name} {profile.name if profile else ''}",
+                             ready_timeout=90.0, leave=False)
             finally:
-                counters = relay.stop() if relay else None
-            live.nodes_running(procs, log_dir / dep.name)
+                counters = relay_counters(relay) if relay else None
+            procs.check_alive()
             row = {"deployment": dep.name, "link": profile.name if profile else "none",
                    **({"mbps": profile.mbps, "delay_ms": profile.delay_ms, "loss": profile.loss} if profile else {}),
-                   **live.replay_stats(log, frames)}
+                   **replay_stats(log)}
             if counters:
                 row["relay"] = counters
                 row["link_bytes_per_message"] = round(counters["bytes_offered"] / max(counters["offered"], 1), 1)
@@ -166,7 +155,6 @@ def profiles(names: list[str], losses: list[float], reliable: bool) -> list[Link
 
 def run(links: list[LinkProfile], seconds: float, rate: float, size: int, work: Path,
         only: list[str] | None = None) -> dict[str, Any]:
-    domain = live.private_domain()
     tasks = task_classes(3)
     mtl = random_bundle(work, "mobilenetv3_small_100", tasks, size, calibrate=True)
     bottleneck = random_bundle(work, "mobilenetv3_small_100", tasks, size, bottleneck=BOTTLENECK, calibrate=True)
@@ -176,7 +164,7 @@ def run(links: list[LinkProfile], seconds: float, rate: float, size: int, work: 
         rows += run_deployment(dep, links, seconds, rate, size, work / "logs" / "network")
     frame = rendered_frames(size, 1)[0]
     return {"benchmark": "network", "backbone": "mobilenetv3_small_100", "input_size": size, "camera_hz": rate,
-            "seconds_per_profile": seconds, "ros_domain_id": domain, "bottleneck_channels": BOTTLENECK,
+            "seconds_per_profile": seconds, "bottleneck_channels": BOTTLENECK,
             "links": {p.name: {"mbps": p.mbps, "delay_ms": p.delay_ms, "jitter_ms": p.jitter_ms, "loss": p.loss,
                                "reliable": p.reliable, "max_queue_ms": p.max_queue_ms} for p in links},
             "jpeg90_encode_ms": round(median_ms(lambda: jpeg(frame, 90), 20), 3),
@@ -195,7 +183,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     for dep in deps:
         mine = {r["link"]: r for r in rows if r["deployment"] == dep}
         pick = (lambda l: mine.get(l) or mine.get("none"))  # noqa: E731 - edge_only: same at every link
-        ax1.plot(range(len(links)), [pick(l)["latency_ms"]["p50"] or float("nan") for l in links], "o-", label=dep)
+        ax1.plot(range(len(links)), [pick(l)["latency_ms"]["end_to_end"]["p50"] or float("nan") for l in links], "o-", label=dep)
         ax2.plot(range(len(links)), [pick(l)["delivered_fps"] or 0 for l in links], "o-", label=dep)
     for ax, title in ((ax1, "end-to-end latency p50 (ms, log)"), (ax2, "delivered results / s")):
         ax.set_xticks(range(len(links)), [l.replace("_loss", "\n") for l in links], fontsize=6)
@@ -224,11 +212,11 @@ def main(args: argparse.Namespace) -> int:
     links = profiles(args.links.split(","), [float(x) for x in args.losses.split(",")], not args.best_effort)
     result = run(links, args.seconds or (30.0 if args.full else 5.0), args.rate, args.size, args.work,
                  args.deployments.split(",") if args.deployments else None)
-    table = [{**r, "p50": r["latency_ms"]["p50"], "p90": r["latency_ms"]["p90"], "model_p50": r["analytic"]["p50_ms"],
+    table = [{**r, **r["frames"], **r["latency_ms"]["end_to_end"], "model_p50": r["analytic"]["p50_ms"],
               "model_fps": r["analytic"]["delivered_fps"]} for r in result["rows"]]
     print_table(table, [("deployment", "deployment"), ("link", "link"), ("link_bytes_per_message", "B/msg"),
-                           ("p50", "p50 ms"), ("p90", "p90 ms"), ("model_p50", "model p50"),
-                           ("delivered_fps", "FPS"), ("model_fps", "model FPS"), ("dropped", "dropped")])
+                        ("p50", "p50 ms"), ("p90", "p90 ms"), ("model_p50", "model p50"),
+                        ("delivered_fps", "FPS"), ("model_fps", "model FPS"), ("dropped", "dropped")])
     write_result(args.out, result)
     plot(result, png_path(args.out))
     return 0

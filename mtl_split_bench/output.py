@@ -22,13 +22,14 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def write_result(out: Path, result: dict[str, Any]) -> Path:
-    """result + machine description + load average -> out (JSON)."""
+    """result + machine description + load average + the run's DDS domain -> out (JSON)."""
     from mtl_split_tools.report import machine
 
     out.parent.mkdir(parents=True, exist_ok=True)
     # The load average says how shared the cores were while we measured (timings depend on it).
     load = [round(v, 2) for v in os.getloadavg()]
-    out.write_text(json.dumps({**result, "machine": machine(), "load_average_at_end": load}, indent=2) + "\n")
+    extra = {"machine": machine(), "load_average_at_end": load, "ros_domain_id": os.environ.get("ROS_DOMAIN_ID")}
+    out.write_text(json.dumps({**result, **extra}, indent=2) + "\n")
     print(f"wrote {out}")
     return out
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from mtl_split_core.stamps import set_ns, to_ns
 from mtl_split_tools.metrics import percentiles
 
 from .bundles import cached_dir
@@ -78,7 +76,7 @@ def default_bundle(work: Path) -> Path:
 
         make_tiny_bundle(out, size=224)
     return cached_dir(work / "bundles", {"bench": "pipeline", "backbone": "mobilenetv3_small_100", "size": 224},
-                         build)
+                      build)
 
 
 def camera_frames(n: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
@@ -136,90 +134,49 @@ class Local:
 # --- through ROS ------------------------------------------------------------------------------
 
 class Driver:
-    """This process's rclpy node: publishes frames, times their results."""
+    """The replay node (mtl_split_tools.replay) as this benchmark's camera: closed-loop and
+    windowed runs. It does not watch the features: this process's CPU is part of what the
+    comparison with the in-process run measures."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from sensor_msgs.msg import Image
+        from mtl_split_tools.bags import IMAGE
+        from mtl_split_tools.replay import Replayer
 
-        from mtl_split.msg import MultiTaskResult
-
-        rclpy.init()
-        self.node = rclpy.create_node("mtl_split_bench_driver")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.camera = self.node.create_publisher(Image, f"{NAMESPACE}/camera/image_raw", 10)
-        self.node.create_subscription(MultiTaskResult, f"{NAMESPACE}/mtl_split/results", self._on_result, 100)
-        self.sent: dict[int, float] = {}
-        self.results: dict[int, tuple[float, Any]] = {}
-        self._seq = 0
-
-    def _on_result(self, msg: Any) -> None:
-        self.results[to_ns(msg.header.stamp)] = (time.perf_counter(), msg)
-
-    def publish(self, msg: Any) -> int:
-        self._seq += 1
-        set_ns(msg.header.stamp, self._seq)
-        self.sent[self._seq] = time.perf_counter()
-        self.camera.publish(msg)
-        return self._seq
-
-    def wait(self, seq: int, timeout: float) -> bool:
-        end = time.perf_counter() + timeout
-        while seq not in self.results and time.perf_counter() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-        return seq in self.results
-
-    def ready(self, msg: Any, timeout: float = 60.0) -> float:
-        """Publish until the first result arrives (nodes started and matched); seconds taken."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout:
-            if self.wait(self.publish(msg), 0.5):
-                return time.perf_counter() - start
-        raise RuntimeError(f"no result within {timeout:.0f} s; see the node logs")
+        self.replayer = Replayer(NAMESPACE, f"{NAMESPACE}/camera/image_raw", IMAGE, watch_features=False)
 
     def closed_loop(self, msgs: list[Any]) -> dict[str, Any]:
-        rows, lost = [], 0
+        """One frame in flight: the next goes out when the previous one's result is back (or
+        after 2 s without, then it is lost)."""
+        from mtl_split_tools.replay import ReplayLog
+        from mtl_split_tools.replay_stats import replay_stats
+
+        rp = self.replayer
+        rp.log = ReplayLog()
         for m in msgs:
-            seq = self.publish(m)
-            if not self.wait(seq, 2.0):
-                lost += 1
-                continue
-            received, r = self.results[seq]
-            e2e = (received - self.sent[seq]) * 1e3
-            stages = r.edge_compute_ms + r.transport_ms + r.queue_ms + r.server_compute_ms
-            rows.append((e2e, r.edge_compute_ms, r.transport_ms, r.queue_ms, r.server_compute_ms, e2e - stages))
-        cols = list(zip(*rows)) if rows else [[]] * 6
-        names = ("end_to_end", "edge_compute", "features_transport", "server_queue", "server_compute", "other")
-        return {"latency_ms": {n: percentiles(c) for n, c in zip(names, cols)}, "lost_closed_loop": lost}
+            stamp = rp.publish_now(m)
+            rp.spin_until(lambda: stamp in rp.log.results, 2.0)
+        stats = replay_stats(rp.log)
+        return {"latency_ms": stats["latency_ms"], "lost_closed_loop": stats["frames"]["dropped"]}
 
     def sustained(self, msgs: list[Any], seconds: float, window: int) -> dict[str, Any]:
         """Keep `window` frames in flight; a frame without result after 1 s counts as lost."""
+        results = self.replayer.log.results
         in_flight: dict[int, float] = {}
         done = lost = 0
         start = time.perf_counter()
         i = 0
         while time.perf_counter() - start < seconds:
             now = time.perf_counter()
-            for seq in [s for s in in_flight if s in self.results or now - in_flight[s] > 1.0]:
-                done += seq in self.results
-                lost += seq not in self.results
-                del in_flight[seq]
+            for stamp in [s for s in in_flight if s in results or now - in_flight[s] > 1.0]:
+                done += stamp in results
+                lost += stamp not in results
+                del in_flight[stamp]
             while len(in_flight) < window:
-                seq = self.publish(msgs[i % len(msgs)])
-                in_flight[seq] = time.perf_counter()
+                in_flight[self.replayer.publish_now(msgs[i % len(msgs)])] = time.perf_counter()
                 i += 1
-            self.executor.spin_once(timeout_sec=0.005)
+            self.replayer.spin_once(0.005)
         elapsed = time.perf_counter() - start
         return {"fps": round(done / elapsed, 1), "frames": done, "lost": lost}
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def measure(driver: Driver, local: Local, bundle: Path, msgs: list[Any], cfg: Config,
@@ -238,11 +195,12 @@ def measure(driver: Driver, local: Local, bundle: Path, msgs: list[Any], cfg: Co
     log_dir = args.work / "logs" / cfg.label.replace("/", "_")
     started = time.perf_counter()
     with NodeProcesses(nodes, log_dir=log_dir) as procs:
+        ready_from = time.perf_counter()
         try:
-            first_result_s = driver.ready(msgs[0])
-        except RuntimeError as e:
-            raise RuntimeError(f"{cfg.label}: {e} in {log_dir} (exited: {procs.dead()})") from None
-        startup = time.perf_counter() - started
+            driver.replayer.wait_ready(msgs[0])
+        except TimeoutError as e:
+            raise RuntimeError(f"{cfg.label}: {e} See the logs in {log_dir} (exited: {procs.dead()})") from None
+        first_result_s, startup = time.perf_counter() - ready_from, time.perf_counter() - started
         driver.closed_loop(msgs[:20])  # warm-up
         local.latency(msgs[:20])
         live = driver.closed_loop(msgs[: args.frames])
@@ -309,7 +267,7 @@ def image_messages(frames: list[np.ndarray]) -> list[Any]:
 # --- report -----------------------------------------------------------------------------------
 
 def summarize(label: str, local: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
-    transport = live["latency_ms"]["features_transport"]["p50"]
+    transport = live["latency_ms"]["transport"]["p50"]
     overhead = None if transport is None else round(transport + local["encode_ms"] + local["decode_ms"], 3)
     return {
         "config": label, "payload_kb": round(local["payload_bytes"] / 1024, 1),
@@ -341,9 +299,6 @@ def plot(rows: list[dict[str, Any]], out: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    # A private DDS domain on loopback: no cross-talk with tests or other runs on this machine.
-    os.environ["ROS_DOMAIN_ID"] = os.environ.get("MTL_SPLIT_BENCH_DOMAIN_ID", str(random.randint(101, 200)))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     args.frames = args.frames or (1000 if args.full else 200)
     args.seconds = args.seconds or (30.0 if args.full else 6.0)
     bundle = args.bundle or default_bundle(args.work)
@@ -358,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
             results[cfg.label] = {"in_process": local, "ros": live}
             rows.append(summarize(cfg.label, local, live))
     finally:
-        driver.close()
+        driver.replayer.close()
     from mtl_split_core.bundle import load_manifest
 
     manifest = load_manifest(bundle)
@@ -382,11 +337,11 @@ def main(args: argparse.Namespace) -> int:
     })
     plot(rows, args.out)
     print_table(rows, [("config", "wire"), ("payload_kb", "KB"), ("ros_p50_ms", "ROS p50"),
-                          ("ros_p99_ms", "ROS p99"), ("local_p50_ms", "local p50"), ("local_p99_ms", "local p99"),
-                          ("ros_fps", "ROS FPS"), ("local_fps", "local FPS"), ("fps_ratio", "ratio"),
-                          ("transport_p50_ms", "transport p50"), ("codec_ms", "codec"),
-                          ("overhead_p50_ms", "overhead p50"), ("ros_cpu_ms", "ROS CPU/frame"),
-                          ("local_cpu_ms", "local CPU/frame"), ("lost", "lost")])
+                       ("ros_p99_ms", "ROS p99"), ("local_p50_ms", "local p50"), ("local_p99_ms", "local p99"),
+                       ("ros_fps", "ROS FPS"), ("local_fps", "local FPS"), ("fps_ratio", "ratio"),
+                       ("transport_p50_ms", "transport p50"), ("codec_ms", "codec"),
+                       ("overhead_p50_ms", "overhead p50"), ("ros_cpu_ms", "ROS CPU/frame"),
+                       ("local_cpu_ms", "local CPU/frame"), ("lost", "lost")])
     print(f"FPS ROS/in-process ({rows[0]['config']}): {targets['fps_ratio_first_config']} "
           f"(target >= {FPS_TARGET}); transport+codec p50 up to {OVERHEAD_MAX_KB} KB: "
           f"{targets['overhead_p50_ms_max_up_to_32kb']} ms (target <= {OVERHEAD_TARGET_MS} ms)")

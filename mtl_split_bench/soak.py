@@ -19,7 +19,6 @@ makes the edge see the last sequence number, so frames lost right at the end are
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_split_core.stamps import set_ns
-
-from . import live
+from .frames import camera_stream
 from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 NAMESPACE = "/mtl_split_soak"
@@ -37,7 +34,6 @@ CAMERA = f"{NAMESPACE}/camera/image_raw"
 GROWTH_LIMIT = 0.05
 WINDOW_S = 60.0  # RSS is compared as medians over windows this long (allocator noise)
 COUNTERS = ("frames_in", "frames_out", "dropped", "unheard", "errors")
-DIAGNOSTICS_PREFIX = "mtl_split: "
 
 
 @dataclass
@@ -78,44 +74,31 @@ class Soak:
 
     def __init__(self, procs: Any, camera_size: int, rate: float) -> None:
         import psutil
-        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 
         from mtl_split_tools.replay import Replayer
 
-        scenes = live.camera_stream(camera_size, 1.0, rate, CAMERA, distinct=30)
+        scenes = camera_stream(camera_size, 1.0, rate, CAMERA, distinct=30)
         self.warmup_frame = scenes[0]
         self.msgs = [deserialize_message(f.rawdata, Image) for f in scenes]
         self.replayer = Replayer(NAMESPACE, CAMERA, scenes[0].msgtype)
         self.rate = rate
-        self.counters: dict[str, dict[str, int]] = {}
-        # Diagnostics status name -> "edge" / "server": only our own nodes count.
-        self.nodes = {f"{DIAGNOSTICS_PREFIX}{NAMESPACE}/{n.spec.name}": n.key for n in procs.nodes}
-        self.replayer.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        # Diagnostics name -> "edge" / "server": only our own nodes count.
+        self.nodes = {f"{NAMESPACE}/{n.spec.name}": n.key for n in procs.nodes}
         self.pids = {key.split(":")[0]: psutil.Process(p.pid) for key, p in procs.procs.items()}
         self.samples = Samples()
         self.sent = 0
 
-    def _on_diagnostics(self, msg: Any) -> None:
-        for status in msg.status:
-            node = self.nodes.get(status.name)
-            if node is not None:
-                values = {kv.key: kv.value for kv in status.values}
-                self.counters[node] = {k: int(values.get(k, 0)) for k in COUNTERS}
-
     def publish(self) -> None:
-        msg = self.msgs[self.sent % len(self.msgs)]
-        ns = time.time_ns()
-        set_ns(msg.header.stamp, ns)
-        self.replayer.log.sent_at[ns] = time.perf_counter()
-        self.replayer.pub.publish(msg)
+        self.replayer.publish_now(self.msgs[self.sent % len(self.msgs)])
         self.sent += 1
 
     def settled_counters(self) -> dict[str, dict[str, int]]:
         """Counters after everything sent so far is counted (two diagnostics periods)."""
         self.replayer.spin_for(2.5)
-        return {node: dict(c) for node, c in self.counters.items()}
+        counters = self.replayer.log.node_counters
+        return {key: {k: int(counters.get(name, {}).get(k, 0)) for k in COUNTERS} for name, key in self.nodes.items()}
 
     def run(self, seconds: float, sample_s: float, bar: Any) -> None:
         t0 = time.perf_counter()
@@ -131,7 +114,7 @@ class Soak:
             self.publish()
             deadline = t0 + self.sent / self.rate
             while time.perf_counter() < deadline:
-                self.replayer.executor.spin_once(timeout_sec=max(deadline - time.perf_counter(), 0))
+                self.replayer.spin_once(max(deadline - time.perf_counter(), 0))
 
     def tail(self, timeout: float = 10.0) -> None:
         """Publish slowly until one frame is answered: the edge's gap count then covers every
@@ -148,10 +131,9 @@ class Soak:
 def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: float, sample_s: float,
         log_dir: Path) -> dict[str, Any]:
     from mtl_split_ros.launch_plan import LaunchArgs, plan
-    from mtl_split_tools.metrics import percentiles
     from mtl_split_tools.processes import NodeProcesses
+    from mtl_split_tools.replay_stats import replay_stats
 
-    domain = live.private_domain()
     nodes = plan("pipeline", LaunchArgs(
         bundle=str(bundle.resolve()), camera_topic=CAMERA, namespace=NAMESPACE,
         overrides={"server": {"features_topics": [f"{NAMESPACE}/mtl_split/features"], "discover": False}}))
@@ -171,11 +153,10 @@ def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: f
         finally:
             soak.replayer.close()
     delta = {node: {k: after[node][k] - before[node][k] for k in COUNTERS} for node in ("edge", "server")}
-    got = [ns for ns in log.sent_at if ns in log.results]
-    lat = [(log.received_at[ns] - log.sent_at[ns]) * 1e3 for ns in got]
+    stats = replay_stats(log)
     s = soak.samples
     memory = {name: growth(s.t, rss, warmup_s) for name, rss in s.rss_mb.items()}
-    frames = accounting(len(log.sent_at), len(got), delta["edge"], delta["server"])
+    frames = accounting(stats["frames"]["sent"], stats["frames"]["received"], delta["edge"], delta["server"])
     checks = {
         "memory_growth_under_5pct": all(m["growth"] is not None and m["growth"] < GROWTH_LIMIT
                                         for m in memory.values()),
@@ -183,9 +164,9 @@ def run(bundle: Path, minutes: float, rate: float, camera_size: int, warmup_s: f
         "nodes_alive": alive,
     }
     return {"benchmark": "soak", "bundle": str(bundle), "minutes": minutes, "camera_hz": rate,
-            "camera_size": camera_size, "warmup_s": warmup_s, "window_s": WINDOW_S, "ros_domain_id": domain,
-            "frames": frames, "node_counters": delta, "memory": memory, "latency_ms": percentiles(lat),
-            "delivered_fps": round(len(got) / seconds, 2), "checks": checks, "passed": all(checks.values()),
+            "camera_size": camera_size, "warmup_s": warmup_s, "window_s": WINDOW_S,
+            "frames": frames, "node_counters": delta, "memory": memory, "latency_ms": stats["latency_ms"],
+            "camera_fps": stats["camera_fps"], "delivered_fps": stats["delivered_fps"], "checks": checks, "passed": all(checks.values()),
             "samples": {"t_s": s.t, "rss_mb": {k: [round(v, 2) for v in r] for k, r in s.rss_mb.items()},
                         "results": s.results},
             "logs": str(log_dir)}
@@ -240,15 +221,10 @@ def main(args: argparse.Namespace) -> int:
                  args.work / "logs" / "soak")
     rows = [{"node": name, **m} for name, m in result["memory"].items()]
     print_table(rows, [("node", "node"), ("warm_mb", "RSS warm MB"), ("end_mb", "RSS end MB"),
-                          ("growth", "growth"), ("slope_mb_per_h", "MB/h")])
+                       ("growth", "growth"), ("slope_mb_per_h", "MB/h")])
     print("frames:", ", ".join(f"{k} {v}" for k, v in result["frames"].items()))
     print("checks:", ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in result["checks"].items()))
     write_result(args.out, result)
     plot(result, png_path(args.out))
     return 0 if result["passed"] else 1
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

@@ -107,10 +107,10 @@ def main(args: argparse.Namespace) -> int:
         tuple(range(1, 17)) if args.full else (1, 2, 4, 8, 16))
     result = run(args.backbone, counts, args.size, args.bandwidth, args.work)
     print_table(result["rows"], [("tasks", "N"), ("deployment", "deployment"), ("edge_rss_mb", "edge RSS MB"),
-                                    ("edge_ms", "edge ms"), ("bytes_float32", "B f32"),
-                                    ("bytes_int8+zstd", "B int8+zstd"),
-                                    ("server_ms", "server ms"), ("e2e_ms_float32", "e2e ms f32"),
-                                    ("e2e_ms_int8+zstd", "e2e ms int8+zstd")])
+                                 ("edge_ms", "edge ms"), ("bytes_float32", "B f32"),
+                                 ("bytes_int8+zstd", "B int8+zstd"),
+                                 ("server_ms", "server ms"), ("e2e_ms_float32", "e2e ms f32"),
+                                 ("e2e_ms_int8+zstd", "e2e ms int8+zstd")])
     write_result(args.out, result)
     plot(result, png_path(args.out))
     return 0

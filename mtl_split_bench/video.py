@@ -18,8 +18,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import live
 from .bundles import random_bundle, task_classes
+from .frames import camera_stream
 from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 NAMESPACE = "/mtl_split_video"
@@ -31,31 +31,32 @@ DEPTHS = (1, 10)
 def run_one(bundle: Path, depth: int, frames: list[Any], log_dir: Path, desc: str) -> dict[str, Any]:
     from mtl_split_ros.launch_plan import LaunchArgs, plan
     from mtl_split_tools.processes import NodeProcesses
+    from mtl_split_tools.replay import replay
+    from mtl_split_tools.replay_stats import replay_stats
 
     nodes = plan("pipeline", LaunchArgs(
         bundle=str(bundle.resolve()), camera_topic=CAMERA, namespace=NAMESPACE,
         overrides={"edge": {"image_qos_depth": depth},
                    "server": {"features_topics": [f"{NAMESPACE}/mtl_split/features"], "discover": False}}))
     with NodeProcesses(nodes, log_dir=log_dir) as procs:
-        log = live.replay(NAMESPACE, frames, rate=1.0, desc=desc)
-        live.nodes_running(procs, log_dir)
-    return live.replay_stats(log, frames)
+        log = replay(NAMESPACE, frames, rate=1.0, desc=desc, ready_timeout=90.0, leave=False)
+        procs.check_alive()
+    return replay_stats(log)
 
 
 def run(backbones: tuple[str, ...], depths: tuple[int, ...], seconds: float, rate: float, size: int,
         camera_size: int, work: Path) -> dict[str, Any]:
-    domain = live.private_domain()
     tasks = task_classes(3)
     bundles = {b: random_bundle(work, b, tasks, size) for b in progress(backbones, desc="bundles", unit="bundle")}
     rows = []
     for backbone in progress(backbones, desc="bench video", unit="backbone"):
         for depth in depths:
-            frames = live.camera_stream(camera_size, seconds, rate, CAMERA)
+            frames = camera_stream(camera_size, seconds, rate, CAMERA)
             stats = run_one(bundles[backbone], depth, frames, work / "logs" / "video" / f"{backbone}_d{depth}",
                             f"{backbone} depth {depth}")
             rows.append({"backbone": backbone, "image_qos_depth": depth, **stats})
     return {"benchmark": "video", "camera_hz": rate, "seconds": seconds, "input_size": size,
-            "camera_size": camera_size, "ros_domain_id": domain, "weights": "random init", "rows": rows,
+            "camera_size": camera_size, "weights": "random init", "rows": rows,
             "latency": "camera publish -> MultiTaskResult received (same machine, one clock)"}
 
 
@@ -70,7 +71,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax1.set_title("delivered results per second", fontsize=9)
     ax1.legend(fontsize=7)
     for key, color in (("p50", "tab:green"), ("p90", "tab:orange"), ("p99", "tab:red")):
-        ax2.plot(x, [r["latency_ms"][key] or 0 for r in rows], "o", color=color, label=key)
+        ax2.plot(x, [r["latency_ms"]["end_to_end"][key] or 0 for r in rows], "o", color=color, label=key)
     ax2.set_yscale("log")
     ax2.set_title("end-to-end latency (ms)", fontsize=9)
     ax2.legend(fontsize=7)
@@ -95,10 +96,10 @@ def main(args: argparse.Namespace) -> int:
     result = run(tuple(args.backbones.split(",")), tuple(int(d) for d in args.depths.split(",")),
                  args.seconds or (60.0 if args.full else 20.0), args.rate, args.size,
                  args.camera_size or (480 if args.full else 224), args.work)
-    table = [{**r, **{k: r["latency_ms"][k] for k in ("p50", "p90", "p99")}} for r in result["rows"]]
+    table = [{**r, **r["frames"], **r["latency_ms"]["end_to_end"]} for r in result["rows"]]
     print_table(table, [("backbone", "backbone"), ("image_qos_depth", "depth"), ("camera_fps", "camera Hz"),
-                           ("delivered_fps", "delivered FPS"), ("sent", "sent"), ("dropped", "dropped"),
-                           ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms")])
+                        ("delivered_fps", "delivered FPS"), ("sent", "sent"), ("dropped", "dropped"),
+                        ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms")])
     write_result(args.out, result)
     plot(result, png_path(args.out))
     return 0

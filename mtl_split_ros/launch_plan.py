@@ -33,6 +33,7 @@ class LaunchArgs:
     backend: str = "auto"
     params_file: str = ""  # extra YAML applied after config/<node>.yaml
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node key -> {param: value}
+    remaps: dict[str, str] = field(default_factory=dict)  # topic remappings of every node, from -> to
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,14 @@ class PlannedNode:
     namespace: str
     params_files: tuple[str, ...]
     parameters: dict[str, Any]
+    remaps: tuple[tuple[str, str], ...] = ()
 
     def ros_args(self) -> list[str]:
         args = ["--ros-args", "-r", f"__node:={self.spec.name}"]
         if self.namespace:
             args += ["-r", f"__ns:={self.namespace}"]
+        for src, dst in self.remaps:
+            args += ["-r", f"{src}:={dst}"]
         for f in self.params_files:
             args += ["--params-file", f]
         for name, value in self.parameters.items():
@@ -100,7 +104,8 @@ def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
         unknown = set(parameters) - set(NODES[key].names)
         if unknown:
             raise ValueError(f"{NODES[key].name} has no parameter(s) {', '.join(sorted(unknown))}")
-        nodes.append(PlannedNode(key, NODES[key], args.namespace, tuple(files), parameters))
+        nodes.append(PlannedNode(key, NODES[key], args.namespace, tuple(files), parameters,
+                                 tuple(args.remaps.items())))
     return nodes
 
 

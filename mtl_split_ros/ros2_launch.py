@@ -32,6 +32,7 @@ def describe(launch: str):
         return [
             Node(package="mtl_split", executable=n.spec.executable, name=n.spec.name,
                  namespace=n.namespace or None, parameters=[*n.params_files, n.parameters],
+                 remappings=list(n.remaps),
                  output="screen", emulate_tty=True)
             for n in plan(launch, LaunchArgs(**value))
         ]

@@ -17,8 +17,11 @@ import numpy as np
 
 from mtl_split_core.bundle import Manifest, load_manifest
 
+from mtl_split_ros.launch_plan import LaunchArgs, plan
+
 from . import metrics, report
 from .bags import COMPRESSED, Frame, decode_frame, read_frames
+from .processes import NodeProcesses
 
 
 @dataclass(frozen=True)
@@ -92,58 +95,44 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
     elapsed = time.perf_counter() - start
     extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": metrics.percentiles(lat)},
              "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(rgb),
-             "frames": {"sent": len(frames), "received": len(frames), "dropped": 0}, "e2e": lat}
+             "frames": {"sent": len(frames), "received": len(frames), "dropped": 0, "foreign": 0}, "e2e": lat}
     return extra, predicted
 
 
 def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
-    from tqdm import tqdm
-
-    from mtl_split_ros.launch_plan import LaunchArgs, plan
-
-    from .processes import NodeProcesses
-    from .replay import Replayer, recompress
+    """Replay into the user's running pipeline (--attach), or into nodes started here on a
+    private DDS domain, so that no other run on this host sees our frames or we theirs."""
+    from .domain import PrivateDomain
+    from .replay import recompress
 
     if opts.compressed and frames[0].msgtype != COMPRESSED:
         frames = [recompress(f) for f in frames]
-    image_topic = frames[0].topic
-    procs = None
-    if not opts.attach:
-        nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=image_topic,
+    if opts.attach:
+        return _replay_live(opts, frames, None)
+    with PrivateDomain():
+        nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=frames[0].topic,
                                             namespace=opts.namespace,
                                             overrides={"edge": dict(opts.edge_params or {})}))
-        procs = NodeProcesses(nodes, log_dir=opts.out / "logs").start()
-    replayer = Replayer(opts.namespace, image_topic, frames[0].msgtype)
-    try:
-        replayer.wait_ready(frames[0])
-        with tqdm(total=len(frames), desc="replay", unit="frame") as bar:
-            replayer.replay(frames, opts.rate, progress=bar)
-        if procs is not None and procs.dead():
-            raise RuntimeError(f"pipeline node(s) died during replay: {procs.dead()}; see {opts.out / 'logs'}")
-    finally:
-        replayer.close()
-        if procs is not None:
-            procs.stop()
-    log = replayer.log
-    got = sorted(log.results)
-    e2e = [(log.received_at[ns] - log.sent_at[ns]) * 1e3 for ns in got]
-    res = [log.results[ns] for ns in got]
-    stage = lambda name: metrics.percentiles([getattr(r, name) for r in res])
-    span = (max(log.received_at.values()) - min(log.sent_at.values())) if got else 0.0
-    rgb = _frames_rgb(frames[: min(len(frames), 50)])
-    extra = {
-        "fps": round(len(got) / span, 2) if span > 0 else None,
-        "latency_ms": {"end_to_end": metrics.percentiles(e2e), "edge_compute": stage("edge_compute_ms"),
-                       "transport": stage("transport_ms"), "server_queue": stage("queue_ms"),
-                       "server_compute": stage("server_compute_ms")},
-        "bytes_per_frame": {"features_message": int(np.median(log.feature_bytes)) if log.feature_bytes else None,
-                            "features_payload": int(np.median(log.payload_bytes)) if log.payload_bytes else None}
-                           | _image_sizes(rgb),
-        "frames": {"sent": len(frames), "received": len(got), "dropped": len(frames) - len(got)},
-        "node_counters": log.node_counters,
-        "e2e": e2e,
-    }
-    predicted = {ns: {p.task: p.class_id for p in log.results[ns].predictions} for ns in got}
+        with NodeProcesses(nodes, log_dir=opts.out / "logs") as procs:
+            return _replay_live(opts, frames, procs)
+
+
+def _replay_live(opts: EvalOptions, frames: list[Frame], procs: NodeProcesses | None
+                 ) -> tuple[dict, dict[int, dict[str, int]]]:
+    import os
+
+    from .replay import replay
+    from .replay_stats import end_to_end_ms, replay_stats
+
+    started = time.time()
+    log = replay(opts.namespace, frames, opts.rate)
+    if procs is not None:
+        procs.check_alive()
+    stats = replay_stats(log)
+    stats["bytes_per_frame"] |= _image_sizes(_frames_rgb(frames[: min(len(frames), 50)]))
+    extra = {**stats, "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
+             "replay_unix_s": [round(started, 3), round(time.time(), 3)], "e2e": end_to_end_ms(log)}
+    predicted = {ns: {p.task: p.class_id for p in r.predictions} for ns, r in log.results.items()}
     return extra, predicted
 
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-file", default="", help="YAML applied after config/<node>.yaml")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                    help="override a parameter, e.g. -p edge.dtype=int8 -p server.max_batch=4")
+    p.add_argument("-r", "--remap", action="append", default=[], metavar="FROM:=TO",
+                   help="remap a topic of every node, as `ros2 run ... -r FROM:=TO` does")
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,17 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def parse_remaps(items: list[str]) -> dict[str, str]:
+    """['/camera/image_raw:=/front/image'] -> {'/camera/image_raw': '/front/image'}."""
+    out = {}
+    for item in items:
+        src, sep, dst = item.partition(":=")
+        if not sep or not src or not dst:
+            raise MtlSplitError(f"bad -r {item!r}: use FROM:=TO, e.g. -r /camera/image_raw:=/front/image_raw")
+        out[src] = dst
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from mtl_split_ros.launch_plan import LaunchArgs, plan
 
@@ -53,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         nodes = plan(args.launch, LaunchArgs(bundle=str(bundle.resolve()), camera_topic=args.camera_topic,
                                              namespace=args.namespace, backend=args.backend,
                                              params_file=args.params_file,
-                                             overrides=parse_overrides(args.param)))
+                                             overrides=parse_overrides(args.param),
+                                             remaps=parse_remaps(args.remap)))
     except ValueError as e:
         raise MtlSplitError(str(e)) from e
     stopping = False

@@ -1,71 +1,154 @@
-"""Planned nodes as child processes: start, watch, stop cleanly (the no-launch_ros runner).
+"""Child processes, started, watched and stopped one way: the nodes of a launch plan (what
+`mtl-split launch`, evaluate, the benchmarks and the tests start, so each of them starts the
+nodes exactly as a user would) and helpers such as the link relay.
 
-Used by `mtl-split launch`, evaluation, benchmarks and tests, so every one of them starts the
-nodes exactly as a user would.
+Stopping is what Ctrl-C does first (SIGINT: a clean rclpy shutdown), then SIGTERM, then
+SIGKILL, each after `timeout` seconds without an exit.
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from mtl_split_ros.launch_plan import PlannedNode
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+
+class ChildProcess:
+    """One process. Its output goes to log_path, or with none to our stdout, each line
+    prefixed with `[label] `."""
+
+    def __init__(self, label: str, command: list[str], log_path: Path | None = None) -> None:
+        self.label, self.command, self.log_path = label, command, log_path
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._log: IO | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "wb")
+            self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        else:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                         text=True, bufsize=1)
+            threading.Thread(target=_relay, args=(self.proc.stdout, f"[{label}] "), daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would end it."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def log(self, tail: int = 40) -> str:
+        """The last `tail` lines of its log file."""
+        if self.log_path is None:
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
+
+    def stop(self, timeout: float = 10.0) -> int:
+        return stop_all([self], timeout)[self.label]
+
+
+def stop_all(procs: Iterable[ChildProcess], timeout: float = 10.0) -> dict[str, int]:
+    """Stop them together (each signal to every one still running, then wait); exit codes."""
+    procs = list(procs)
+    for sig in STOP_SIGNALS:
+        alive = [p for p in procs if p.alive]
+        for p in alive:
+            p.proc.send_signal(sig)
+        end = time.monotonic() + timeout
+        while any(p.alive for p in alive) and time.monotonic() < end:
+            time.sleep(0.02)
+    for p in procs:
+        if p._log is not None:
+            p._log.close()
+    return {p.label: p.proc.wait() for p in procs}
+
 
 class NodeProcesses:
-    """Context manager over the processes of a launch plan.
+    """The processes of one run, as a context manager: the planned nodes start on enter (or
+    start()), more can be added while it runs, and every one is stopped on exit.
 
-    Output goes to `<log_dir>/<key>.log` when log_dir is given, else to our stdout with a
-    `[key]` prefix per line.
+    Logs go to `<log_dir>/<label>.log`, or to our stdout when log_dir is None.
     """
 
-    def __init__(self, nodes: list[PlannedNode], log_dir: Path | None = None, python: str = sys.executable):
-        self.nodes = nodes
+    def __init__(self, nodes: Iterable[PlannedNode] = (), log_dir: Path | None = None,
+                 python: str = sys.executable) -> None:
+        self.nodes = list(nodes)
         self.log_dir = log_dir
         self.python = python
-        self.procs: dict[str, subprocess.Popen] = {}
-        self._logs: list[IO] = []
+        self.procs: dict[str, ChildProcess] = {}
 
     def start(self) -> "NodeProcesses":
         for node in self.nodes:
-            label = f"{node.key}{node.namespace.replace('/', ':')}" if node.namespace else node.key
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                log = open(self.log_dir / f"{label.replace(':', '_')}.log", "w")
-                self._logs.append(log)
-                proc = subprocess.Popen(node.command(self.python), stdout=log, stderr=subprocess.STDOUT)
-            else:
-                proc = subprocess.Popen(node.command(self.python), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
-                threading.Thread(target=_relay, args=(proc.stdout, f"[{label}] "), daemon=True).start()
-            self.procs[label] = proc
+            self._start(node)
         return self
 
+    def add(self, node: PlannedNode) -> ChildProcess:
+        """Start one more node (a restart, or a node a test adds)."""
+        self.nodes.append(node)
+        return self._start(node)
+
+    def run(self, label: str, command: list[str]) -> ChildProcess:
+        """Start a helper process that is not a node of the plan (e.g. the link relay)."""
+        label = self._unique(label)
+        log = self.log_dir / f"{label.replace(':', '_')}.log" if self.log_dir is not None else None
+        self.procs[label] = ChildProcess(label, command, log)
+        return self.procs[label]
+
+    def _start(self, node: PlannedNode) -> ChildProcess:
+        label = f"{node.key}{node.namespace.replace('/', ':')}" if node.namespace else node.key
+        return self.run(label, node.command(self.python))
+
+    def _unique(self, label: str) -> str:
+        n, unique = 1, label
+        while unique in self.procs:
+            n += 1
+            unique = f"{label}~{n}"
+        return unique
+
     def dead(self) -> dict[str, int]:
-        """Nodes that have exited, with their exit codes."""
-        return {k: p.returncode for k, p in self.procs.items() if p.poll() is not None}
+        """Processes that have exited, with their exit codes."""
+        return {k: p.returncode for k, p in self.procs.items() if not p.alive}
+
+    def check_alive(self) -> None:
+        """Raise, naming the logs, if a process has exited."""
+        if self.dead():
+            raise RuntimeError(f"node process(es) exited: {self.dead()}; see the logs in {self.log_dir}")
+
+    def logs(self, tail: int = 40) -> str:
+        """The end of every log, for a failure message."""
+        return "\n".join(f"--- {p.label} ({'running' if p.alive else f'exit {p.returncode}'})\n{p.log(tail)}"
+                         for p in self.procs.values())
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """SIGINT (what Ctrl-C sends), then SIGTERM, then SIGKILL; returns exit codes."""
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            alive = [p for p in self.procs.values() if p.poll() is None]
-            for p in alive:
-                p.send_signal(sig)
-            end = time.monotonic() + timeout
-            while any(p.poll() is None for p in alive) and time.monotonic() < end:
-                time.sleep(0.05)
-        for log in self._logs:
-            log.close()
-        return {k: p.returncode for k, p in self.procs.items()}
+        """Stop every process; their exit codes."""
+        return stop_all(self.procs.values(), timeout)
 
     def __enter__(self) -> "NodeProcesses":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mtl_split_core import topics
 from mtl_split_core.stamps import NS_PER_S, set_ns, to_ns
 
 from .bags import COMPRESSED, Frame, image_message
+from .driver import DriverNode
 
-# A frame with no result after this long is counted as dropped.
+# Longest wait for a frame's result (then it counts as dropped) or for the edge to take it.
 RESULT_TIMEOUT_S = 5.0
 # Stamps of warm-up frames: 1 s after the epoch onwards, far from any recorded stamp.
 WARMUP_NS = NS_PER_S
 # --rate max: frames published but not yet answered, at most (below the server's queue depth).
 MAX_IN_FLIGHT = 3
 DIAGNOSTICS_PREFIX = "mtl_split: "
-COUNTERS = ("frames_in", "frames_out", "dropped")
+COUNTERS = ("frames_in", "frames_out", "dropped", "unheard")
 
 
 @dataclass
@@ -29,6 +31,9 @@ class ReplayLog:
     sent_at: dict[int, float] = field(default_factory=dict)  # stamp_ns -> perf_counter
     results: dict[int, object] = field(default_factory=dict)  # stamp_ns -> MultiTaskResult
     received_at: dict[int, float] = field(default_factory=dict)
+    # Results of frames this replay did not send: another publisher on the camera topic, or
+    # another run in the same DDS domain.
+    foreign_results: int = 0
     features_seen: set[int] = field(default_factory=set)  # stamps the edge has published features of
     feature_bytes: list[int] = field(default_factory=list)  # serialized SharedFeatures sizes
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
@@ -36,27 +41,27 @@ class ReplayLog:
     node_counters: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-class Replayer:
-    """An rclpy node in its own context: publish frames, gather results."""
+class Replayer(DriverNode):
+    """The driver node as a camera: publish frames, gather their results.
 
-    def __init__(self, namespace: str, image_topic: str, image_type: str):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from rclpy.serialization import deserialize_message
+    watch_features=False leaves out the features subscription (a measurement that must not
+    pay for deserializing every SharedFeatures here); replay(rate=None) needs it.
+    """
+
+    def __init__(self, namespace: str, image_topic: str, image_type: str, watch_features: bool = True):
         from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import CompressedImage, Image
 
         from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures
 
-        self._rclpy = rclpy
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
+        super().__init__("mtl_split_replay")
         ns = namespace.rstrip("/")
-        self.node = rclpy.create_node("mtl_split_replay", context=self.ctx)
         self.log = ReplayLog()
         self.info = None
         self.image_topic = image_topic
+        self._last_stamp = 0
         msg_type = CompressedImage if image_type == COMPRESSED else Image
         # Reliable depth 1 matches both best-effort and reliable camera subscriptions.
         self.pub = self.node.create_publisher(msg_type, image_topic,
@@ -70,20 +75,21 @@ class Replayer:
             self.log.feature_bytes.append(len(raw))
             self.log.payload_bytes.append(len(msg.data))
 
-        # Best effort: a passive observer must not slow the edge's reliable publisher.
-        self.node.create_subscription(SharedFeatures, f"{ns}/{topics.FEATURES}", on_features,
-                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
+        if watch_features:  # best effort: a passive observer must not slow the edge's reliable publisher
+            self.node.create_subscription(SharedFeatures, f"{ns}/{topics.FEATURES}", on_features,
+                                          QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=rclpy.qos.DurabilityPolicy.TRANSIENT_LOCAL)
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(BackboneInfo, f"{ns}/{topics.BACKBONE_INFO}",
                                       lambda m: setattr(self, "info", m), latched)
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
 
     def _on_result(self, msg) -> None:
         ns = to_ns(msg.header.stamp)
-        if ns in self.log.sent_at and ns not in self.log.results:
+        if ns not in self.log.sent_at:
+            if not WARMUP_NS <= ns < 2 * WARMUP_NS:  # a late warm-up result is ours
+                self.log.foreign_results += 1
+        elif ns not in self.log.results:
             self.log.received_at[ns] = time.perf_counter()
             self.log.results[ns] = msg
 
@@ -93,35 +99,42 @@ class Replayer:
                 self.log.node_counters[status.name.removeprefix(DIAGNOSTICS_PREFIX)] = {
                     kv.key: kv.value for kv in status.values if kv.key in COUNTERS or kv.key.startswith("errors")}
 
-    def spin_for(self, seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while True:
-            left = end - time.perf_counter()
-            if left <= 0:
-                return
-            self.executor.spin_once(timeout_sec=min(left, 0.005))
+    def publish(self, frame: Frame) -> None:
+        """One recorded frame, byte for byte (its stamp is what its results are matched by)."""
+        self.log.sent_at[frame.stamp_ns] = time.perf_counter()
+        self.pub.publish(frame.rawdata)
 
-    def wait_ready(self, warmup: Frame, timeout: float = 60.0) -> None:
-        """Until the edge listens, the server answers, and one warm-up frame went through
-        (loads, first inferences and DDS discovery are not part of the measurement)."""
+    def publish_now(self, msg) -> int:
+        """A camera message stamped now (unique per replayer); the stamp in nanoseconds."""
+        stamp = max(time.time_ns(), self._last_stamp + 1)
+        self._last_stamp = stamp
+        set_ns(msg.header.stamp, stamp)
+        self.log.sent_at[stamp] = time.perf_counter()
+        self.pub.publish(msg)
+        return stamp
+
+    def wait_ready(self, warmup: Any, timeout: float = 60.0) -> None:
+        """Until the edge listens, the server answers, and one warm-up frame (a Frame or a
+        camera message, re-stamped) went through: loads, first inferences and DDS discovery
+        are not part of the measurement."""
         from rclpy.serialization import deserialize_message
 
-        msg = deserialize_message(warmup.rawdata, self.pub.msg_type)
-        deadline = time.perf_counter() + timeout
+        msg = deserialize_message(warmup.rawdata, self.pub.msg_type) if isinstance(warmup, Frame) else warmup
         k = 0
-        while time.perf_counter() < deadline:
+
+        def warm_up() -> None:
+            nonlocal k
             if self.pub.get_subscription_count() > 0:
                 k += 1
                 set_ns(msg.header.stamp, WARMUP_NS + k)  # never a bag stamp
                 self.log.sent_at[WARMUP_NS + k] = time.perf_counter()
                 self.pub.publish(msg)
-            self.spin_for(0.25)
-            if any(ns < 2 * WARMUP_NS for ns in self.log.results):
-                self.log = ReplayLog()  # forget the warm-up
-                return
-        raise TimeoutError(
-            f"no results within {timeout:.0f} s of publishing on {self.image_topic}: is the pipeline "
-            "running with the same ROS_DOMAIN_ID, and does the edge subscribe to this topic?")
+
+        if self.spin_until(lambda: any(ns < 2 * WARMUP_NS for ns in self.log.results), timeout, warm_up) is None:
+            raise TimeoutError(
+                f"no results within {timeout:.0f} s of publishing on {self.image_topic}: is the pipeline "
+                "running with the same ROS_DOMAIN_ID, and does the edge subscribe to this topic?")
+        self.log = ReplayLog()  # forget the warm-up
 
     def replay(self, frames: list[Frame], rate: float | None, progress=None) -> None:
         """rate: real-time factor (1.0 = recorded timing); None = as fast as the pipeline
@@ -136,27 +149,29 @@ class Replayer:
             if rate is not None:
                 self.spin_for(start_wall + (f.stamp_ns - t0) / 1e9 / rate - time.perf_counter())
             elif previous is not None:
-                self._wait_until(lambda p=previous: (p in self.log.features_seen or p in self.log.results)
-                                 and len(self.log.sent_at) - len(self.log.results) < MAX_IN_FLIGHT)
+                self.spin_until(lambda p=previous: (p in self.log.features_seen or p in self.log.results)
+                                and len(self.log.sent_at) - len(self.log.results) < MAX_IN_FLIGHT, RESULT_TIMEOUT_S)
             previous = f.stamp_ns
-            self.log.sent_at[f.stamp_ns] = time.perf_counter()
-            self.pub.publish(f.rawdata)
-            self.executor.spin_once(timeout_sec=0)
+            self.publish(f)
+            self.spin_once()
             if progress is not None:
                 progress.update(1)
-        self._wait_until(lambda: len(self.log.results) >= len(frames))
+        # A frame with no result after RESULT_TIMEOUT_S counts as dropped.
+        self.spin_until(lambda: len(self.log.results) >= len(frames), RESULT_TIMEOUT_S)
         self.spin_for(1.5)  # one more /diagnostics period: the nodes' final counters
 
-    def _wait_until(self, done) -> None:
-        """Spin until done() or RESULT_TIMEOUT_S (a frame that never returns counts as dropped)."""
-        end = time.perf_counter() + RESULT_TIMEOUT_S
-        while not done() and time.perf_counter() < end:
-            self.executor.spin_once(timeout_sec=0.002)
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self._rclpy.shutdown(context=self.ctx)
+def replay(namespace: str, frames: list[Frame], rate: float | None, desc: str = "replay",
+           ready_timeout: float = 60.0, leave: bool = True) -> ReplayLog:
+    """Warm up the running pipeline whose results appear in `namespace`, replay frames into
+    it with a progress bar, and return what came back."""
+    from tqdm import tqdm
+
+    with Replayer(namespace, frames[0].topic, frames[0].msgtype) as replayer:
+        replayer.wait_ready(frames[0], timeout=ready_timeout)
+        with tqdm(total=len(frames), desc=desc, unit="frame", leave=leave) as bar:
+            replayer.replay(frames, rate, progress=bar)
+        return replayer.log
 
 
 def recompress(frame: Frame) -> Frame:

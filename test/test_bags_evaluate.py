@@ -79,7 +79,7 @@ def test_offline_evaluation_reports_the_bundles_own_predictions(tmp_path, bundle
         assert report["tasks"][task]["accuracy"] == pytest.approx(accuracy(m), abs=1e-4)
         assert report["tasks"][task]["macro_f1"] == pytest.approx(macro_f1(m), abs=1e-4)
         assert report["tasks"][task]["confusion"] == m.tolist()
-    assert report["frames"] == {"sent": 40, "received": 40, "dropped": 0}
+    assert report["frames"] == {"sent": 40, "received": 40, "dropped": 0, "foreign": 0}
     assert report["bytes_per_frame"]["raw_image"] == 32 * 32 * 3
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert saved["model_id"] == report["model_id"]

@@ -2,7 +2,6 @@
 the identical tensor, for every dtype/codec."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from mtl_split_core import codec
 pytestmark = pytest.mark.ros
 
 
-def test_features_cross_processes_intact(ros):
+def test_features_cross_processes_intact(ros, launcher):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from mtl_split.msg import SharedFeatures
@@ -22,12 +21,9 @@ def test_features_cross_processes_intact(ros):
     topic = "/codec_test/features"
     got = ros.collect(SharedFeatures, topic, QoSProfile(depth=len(CASES), reliability=ReliabilityPolicy.RELIABLE))
     script = Path(__file__).parent / "ros_scripts" / "publish_features.py"
-    proc = subprocess.Popen([sys.executable, str(script), topic])
-    try:
-        ros.wait_for(lambda: len(got) >= len(CASES), 40, f"{len(CASES)} SharedFeatures from the publisher process")
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == 0
+    proc = launcher.run("publish_features", [sys.executable, str(script), topic])
+    ros.wait_for(lambda: len(got) >= len(CASES), 40, f"{len(CASES)} SharedFeatures from the publisher process")
+    assert proc.wait(timeout=30) == 0, proc.log()
     by_case = {int(m.header.frame_id): m for m in got}
     assert sorted(by_case) == list(range(len(CASES)))
     for i, (dtype, c, per_channel) in enumerate(CASES):

@@ -7,9 +7,7 @@ Each test checks its own frames, so the order of the tests does not matter.
 from __future__ import annotations
 
 import array
-import itertools
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,49 +16,7 @@ from mtl_split_core.bundle import load_manifest
 from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
 
-_stamps = itertools.count(1)
-
-
-def frames(n: int, seed: int) -> list[np.ndarray]:
-    """Varied RGB test images: smooth colour fields plus a random rectangle."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        base = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (40, 30), interpolation=cv2.INTER_CUBIC)
-        x, y = rng.integers(0, 25), rng.integers(0, 18)
-        base[y:y + 12, x:x + 15] = rng.integers(0, 256, 3)
-        out.append(base)
-    return out
-
-
-def image_msg(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8"):
-    from sensor_msgs.msg import Image
-
-    data = rgb[..., 1] if encoding == "mono8" else rgb
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
-                step=rgb.shape[1] * (1 if encoding == "mono8" else 3))
-    msg.data = np.ascontiguousarray(data).tobytes()
-    return stamp(msg, frame_id)
-
-
-def compressed_msg(rgb: np.ndarray, frame_id: str, fmt: str = "png"):
-    from sensor_msgs.msg import CompressedImage
-
-    msg = CompressedImage(format=fmt)
-    msg.data = cv2.imencode("." + fmt, rgb[..., ::-1])[1].tobytes()
-    return stamp(msg, frame_id)
-
-
-def stamp(msg, frame_id: str):
-    """A unique stamp per message of this test session, so results are matched exactly."""
-    n = next(_stamps)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + n, n * 1000
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def key(header) -> tuple[int, int, str]:
-    return header.stamp.sec, header.stamp.nanosec, header.frame_id
+from helpers import compressed_msg, frames, image_msg, key, stamp
 
 
 class Pipeline:
@@ -73,11 +29,11 @@ class Pipeline:
         self.ros, self.bundle = ros, bundle
         self.manifest = load_manifest(bundle)
         # A generous max_wait_ms: frames of several cameras meet in one batch even on a loaded machine.
-        self.server = launcher.start("mtl_split_server", {"bundle": str(bundle), "discovery_period_s": 0.5,
-                                                          "diagnostics_period_s": 0.5, "max_wait_ms": 100})
-        self.edge_a = launcher.start("mtl_split_edge", {"bundle": str(bundle), "diagnostics_period_s": 0.5},
-                                     namespace="/robot_a", remaps={"/camera/image_raw": "/robot_a/camera/image_raw"})
-        self.edge_b = launcher.start("mtl_split_edge", {
+        self.server = launcher.node("server", {"bundle": str(bundle), "discovery_period_s": 0.5,
+                                               "diagnostics_period_s": 0.5, "max_wait_ms": 100})
+        self.edge_a = launcher.node("edge", {"bundle": str(bundle), "diagnostics_period_s": 0.5},
+                                    namespace="/robot_a", remaps={"/camera/image_raw": "/robot_a/camera/image_raw"})
+        self.edge_b = launcher.node("edge", {
             "bundle": str(bundle), "diagnostics_period_s": 0.5,
             "image_topics": ["camera/image_raw/compressed", "camera2/image_raw"]}, namespace="/robot_b")
         node = ros.node
@@ -314,8 +270,8 @@ def test_lifecycle_transitions(ros, launcher, tiny_bundle):
 
     from mtl_split.msg import BackboneInfo, SharedFeatures
 
-    edge = launcher.start("mtl_split_edge", {"bundle": "/nonexistent/bundle", "autostart": False},
-                          namespace="/robot_c", remaps={"/camera/image_raw": "/robot_c/camera/image_raw"})
+    edge = launcher.node("edge", {"bundle": "/nonexistent/bundle", "autostart": False},
+                         namespace="/robot_c", remaps={"/camera/image_raw": "/robot_c/camera/image_raw"})
     base = "/robot_c/mtl_split_edge"
 
     def state() -> int:

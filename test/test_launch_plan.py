@@ -10,7 +10,7 @@ import yaml
 from mtl_split_core.errors import MtlSplitError
 from mtl_split_ros.launch_plan import LaunchArgs, config_dir, config_yaml, plan
 from mtl_split_ros.params import NODES
-from mtl_split_tools.launch_command import parse_overrides
+from mtl_split_tools.launch_command import parse_overrides, parse_remaps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def test_config_yaml_is_generated_from_params(key):
 
 def test_pipeline_plan_starts_edge_and_server_with_the_same_arguments():
     nodes = plan("pipeline", LaunchArgs(bundle="/b", camera_topic="/cam/front", namespace="/robot_a",
-                                        backend="onnxruntime",
+                                        backend="onnxruntime", remaps={"/tf": "/robot_a/tf"},
                                         overrides={"edge": {"dtype": "int8", "per_channel": True}}))
     edge, server = nodes
     assert [n.key for n in nodes] == ["edge", "server"]
@@ -35,6 +35,7 @@ def test_pipeline_plan_starts_edge_and_server_with_the_same_arguments():
     assert "__ns:=/robot_a" in cmd and "image_topics:=[/cam/front]" in cmd
     assert "dtype:=int8" in cmd and "per_channel:=true" in cmd and "backend:=onnxruntime" in cmd
     assert cmd.index("--params-file") < cmd.index("-p")  # overrides win over the YAML
+    assert "/tf:=/robot_a/tf" in cmd and "/tf:=/robot_a/tf" in server.command("python")
     assert "bundle:=/b" in server.command("python") and "image_topics" not in " ".join(server.command("python"))
 
 
@@ -47,6 +48,9 @@ def test_unknown_parameters_and_launches_are_refused():
         "edge": {"level": 5, "codec": "zstd"}, "server": {"max_batch": 4}}
     with pytest.raises(MtlSplitError):
         parse_overrides(["level=5"])
+    assert parse_remaps(["/camera/image_raw:=/front/image_raw"]) == {"/camera/image_raw": "/front/image_raw"}
+    with pytest.raises(MtlSplitError, match="FROM:=TO"):
+        parse_remaps(["/camera/image_raw=/front"])
 
 
 @pytest.mark.parametrize("name", ["pipeline", "edge", "server"])

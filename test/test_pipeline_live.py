@@ -2,6 +2,8 @@
 bag is replayed through them, and live results equal offline results frame for frame."""
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -34,7 +36,7 @@ def test_live_replay_equals_offline(tmp_path, tiny_bundle, bag, compressed):
                                 compressed=compressed))
     offline = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "offline", offline=True,
                                    compressed=compressed))
-    assert live["frames"] == {"sent": 60, "received": 60, "dropped": 0}
+    assert live["frames"] == {"sent": 60, "received": 60, "dropped": 0, "foreign": 0}
     if not compressed:  # JPEG replay changes pixels; raw replay must be identical
         assert live["predictions"] == offline["predictions"]
         for task in TASKS:
@@ -64,3 +66,28 @@ def test_runner_serves_and_stops_cleanly_on_ctrl_c(tmp_path, tiny_bundle, bag):
     assert "[edge:robot_r]" in out and "[server:robot_r]" in out
     time.sleep(0.5)
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_two_evaluations_at_once_see_only_their_own_frames(tmp_path, tiny_bundle):
+    """Two `mtl-split evaluate` runs on one host at the same time: each starts its nodes on
+    a DDS domain of its own, so each gets exactly its own frames' results back."""
+    from mtl_split_training.datasets import iter_labelled_images
+
+    frames = 150  # 5 s at the bag's 30 Hz: the two replays overlap despite uneven start-up
+    runs = []
+    for i in range(2):
+        bag = tmp_path / f"bag{i}"
+        write_bag(bag, iter_labelled_images("shapes", 32, tasks=TASKS, limit=frames),
+                  {"shape": ["s"] * 4, "scale": ["c"] * 8}, rate_hz=30, start_ns=(i + 1) * 10**18)
+        runs.append(subprocess.Popen([sys.executable, "-m", "mtl_split_tools.cli", "evaluate", "--bundle",
+                                      str(tiny_bundle), "--bag", str(bag), "--out", str(tmp_path / f"out{i}")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    reports = [json.loads((tmp_path / f"out{i}" / "report.json").read_text()) for i in range(2)]
+    domains = {r["ros_domain_id"] for r in reports}
+    assert len(domains) == 2 and int(os.environ["ROS_DOMAIN_ID"]) not in domains
+    (start0, end0), (start1, end1) = (r["replay_unix_s"] for r in reports)
+    assert max(start0, start1) < min(end0, end1), "the two replays did not overlap; the test proves nothing"
+    for r in reports:
+        assert r["frames"] == {"sent": frames, "received": frames, "dropped": 0, "foreign": 0}

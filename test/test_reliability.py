@@ -24,7 +24,8 @@ import pytest
 
 from mtl_split_core import codec
 from mtl_split_core.bundle import load_manifest, write_manifest
-from test_edge_server import compressed_msg, frames, image_msg, key, stamp
+
+from helpers import compressed_msg, frames, image_msg, key, stamp
 
 pytestmark = pytest.mark.ros
 
@@ -135,7 +136,7 @@ def log_lines(proc: Any, text: str) -> list[str]:
 
 
 def rss_mb(proc: Any) -> float:
-    return psutil.Process(proc.proc.pid).memory_info().rss / 2**20
+    return psutil.Process(proc.pid).memory_info().rss / 2**20
 
 
 # --- the module's pipeline: a server serving fault topics, an edge with bad cameras -------------
@@ -242,11 +243,11 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(launcher: Any, tiny_bundle: Path) -> Pipeline:
     topics = [fault_topic(n) for n in [*BAD_FEATURES, BAD_CLOCK, "qos"]]
-    server = launcher.start("mtl_split_server", {
+    server = launcher.node("server", {
         "bundle": str(tiny_bundle), "discover": False, "diagnostics_period_s": 0.5,
         "max_feature_bytes": MAX_FEATURE_BYTES,
         "features_topics": topics + [f"{EDGE_NS}/mtl_split/features", "/rel_m/mtl_split/features"]})
-    edge = launcher.start("mtl_split_edge", {
+    edge = launcher.node("edge", {
         "bundle": str(tiny_bundle), "diagnostics_period_s": 0.5, "batch_cameras": False,
         "image_topics": [GOOD_CAMERA] + [b.topic for b in BAD_IMAGES.values()]}, namespace=EDGE_NS)
     return Pipeline(server, edge, load_manifest(tiny_bundle))
@@ -372,19 +373,19 @@ def _break_bundle(src: Path, dst: Path, how: str) -> Path:
 
 
 BROKEN = {  # how -> (node that loads it, what its one error line must say)
-    "tampered": ("mtl_split_server", "heads.onnx does not match its hash in manifest.json"),
-    "missing": ("mtl_split_edge", "backbone.onnx is missing"),
-    "edited_manifest": ("mtl_split_server", "does not match the manifest's content"),
-    "corrupt_onnx": ("mtl_split_edge", "ONNX Runtime cannot load"),
+    "tampered": ("server", "heads.onnx does not match its hash in manifest.json"),
+    "missing": ("edge", "backbone.onnx is missing"),
+    "edited_manifest": ("server", "does not match the manifest's content"),
+    "corrupt_onnx": ("edge", "ONNX Runtime cannot load"),
 }
 
 
 def test_bundle_that_does_not_load_ends_the_node_with_one_clear_line(launcher, tiny_bundle, tmp_path):
-    procs = {how: launcher.start(module, {"bundle": str(_break_bundle(tiny_bundle, tmp_path / how, how))},
-                                 namespace=f"/rel_b_{how}")
-             for how, (module, _) in BROKEN.items()}
+    procs = {how: launcher.node(node, {"bundle": str(_break_bundle(tiny_bundle, tmp_path / how, how))},
+                                namespace=f"/rel_b_{how}")
+             for how, (node, _) in BROKEN.items()}
     for how, proc in procs.items():
-        assert proc.proc.wait(60) == 1, (how, proc.log())
+        assert proc.wait(60) == 1, (how, proc.log())
         log = proc.log()
         assert "Traceback" not in log, (how, log)
         errors = [line for line in log.splitlines() if "[ERROR]" in line]
@@ -396,7 +397,7 @@ def test_lifecycle_managed_server_stays_unconfigured_on_a_tampered_bundle(ros, l
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
-    server = launcher.start("mtl_split_server", {
+    server = launcher.node("server", {
         "bundle": str(_break_bundle(tiny_bundle, tmp_path / "b", "tampered")), "autostart": False},
         namespace="/rel_lc")
     base = "/rel_lc/mtl_split_server"
@@ -417,8 +418,8 @@ def test_edge_running_another_model_is_reported_before_its_first_frame(ros, watc
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     other = load_manifest(other_bundle).model_id
-    edge = launcher.start("mtl_split_edge", {"bundle": str(other_bundle), "image_topics": [GOOD_CAMERA]},
-                          namespace="/rel_m")
+    edge = launcher.node("edge", {"bundle": str(other_bundle), "image_topics": [GOOD_CAMERA]},
+                         namespace="/rel_m")
     ros.wait_for(lambda: log_lines(pipeline.server, f"runs model {other}"), 30,
                  "the server's warning about /rel_m's model")
     assert "/rel_m/mtl_split/features" in log_lines(pipeline.server, f"runs model {other}")[0]
@@ -474,11 +475,9 @@ def restart_pair(ros, watch, launcher, tiny_bundle):
     """Edge + server of their own in /rel_r, a camera publishing, results flowing."""
     ns = "/rel_r"
     params = {"bundle": str(tiny_bundle), "diagnostics_period_s": 0.5}
-    start_server = lambda: launcher.start("mtl_split_server", {**params, "discover": False,  # noqa: E731
-                                                               "features_topics": ["mtl_split/features"]},
-                                          namespace=ns)
-    start_edge = lambda: launcher.start("mtl_split_edge", {**params, "image_topics": [GOOD_CAMERA]},  # noqa: E731
-                                        namespace=ns)
+    start_server = lambda: launcher.node("server", {**params, "discover": False,  # noqa: E731
+                                                    "features_topics": ["mtl_split/features"]}, namespace=ns)
+    start_edge = lambda: launcher.node("edge", {**params, "image_topics": [GOOD_CAMERA]}, namespace=ns)  # noqa: E731
     procs = {"server": start_server(), "edge": start_edge()}
     camera = Camera(ros, f"{ns}/{GOOD_CAMERA}")
     results = watch.results(ns)
@@ -520,8 +519,7 @@ def test_sigkilled_peer_restarts_and_results_resume(ros, watch, restart_pair, vi
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
     resumes, lost, rss = [], [], []
     for cycle in range(4):
-        procs[victim].proc.kill()
-        procs[victim].proc.wait(10)
+        procs[victim].kill()
         down = time.monotonic()
         ros.spin_for(1.5)
         assert procs[survivor].alive, procs[survivor].log()
@@ -598,9 +596,9 @@ def test_camera_faster_than_the_backbone_keeps_newest_frames_and_counts_every_dr
 
     ns, rate_hz, seconds = "/rel_o", 200.0, 5.0
     params = {"bundle": str(big_bundle), "diagnostics_period_s": 0.5, "threads": 1}
-    edge = launcher.start("mtl_split_edge", {**params, "image_topics": [GOOD_CAMERA]}, namespace=ns)
-    server = launcher.start("mtl_split_server", {**params, "discover": False,
-                                                 "features_topics": ["mtl_split/features"]}, namespace=ns)
+    edge = launcher.node("edge", {**params, "image_topics": [GOOD_CAMERA]}, namespace=ns)
+    server = launcher.node("server", {**params, "discover": False, "features_topics": ["mtl_split/features"]},
+                           namespace=ns)
     # Like a camera driver: best effort, keep last 1.
     camera = ros.node.create_publisher(Image, f"{ns}/{GOOD_CAMERA}",
                                        QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))

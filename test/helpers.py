@@ -1,0 +1,51 @@
+"""Helpers several test modules share: camera frames and the messages that carry them."""
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+
+_stamps = itertools.count(1)
+
+
+def frames(n: int, seed: int) -> list[np.ndarray]:
+    """Varied RGB test images: smooth colour fields plus a random rectangle."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        base = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (40, 30), interpolation=cv2.INTER_CUBIC)
+        x, y = rng.integers(0, 25), rng.integers(0, 18)
+        base[y:y + 12, x:x + 15] = rng.integers(0, 256, 3)
+        out.append(base)
+    return out
+
+
+def image_msg(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8"):
+    from sensor_msgs.msg import Image
+
+    data = rgb[..., 1] if encoding == "mono8" else rgb
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
+                step=rgb.shape[1] * (1 if encoding == "mono8" else 3))
+    msg.data = np.ascontiguousarray(data).tobytes()
+    return stamp(msg, frame_id)
+
+
+def compressed_msg(rgb: np.ndarray, frame_id: str, fmt: str = "png"):
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=fmt)
+    msg.data = cv2.imencode("." + fmt, rgb[..., ::-1])[1].tobytes()
+    return stamp(msg, frame_id)
+
+
+def stamp(msg, frame_id: str):
+    """A unique stamp per message of this test session, so results are matched exactly."""
+    n = next(_stamps)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + n, n * 1000
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def key(header) -> tuple[int, int, str]:
+    return header.stamp.sec, header.stamp.nanosec, header.frame_id
