@@ -34,3 +34,84 @@ class Boxes:
     def scaled(self, sx: float, sy: float) -> "Boxes":
         """The boxes in an image resized by (sx, sy)."""
         return Boxes(self.xyxy * np.array([sx, sy, sx, sy], np.float32), self.classes, self.scores)
+
+
+# --- the server's post-processing of heads.onnx's dense outputs (layouts: bundle.TASK_KINDS) ---
+
+SCORE_THRESHOLD = 0.1  # detections below this heatmap score are dropped before NMS
+IOU_THRESHOLD = 0.5  # class-wise NMS: a box overlapping a better one of its class this much goes
+MAX_DETECTIONS = 100
+
+
+def segmentation_mask(logits: np.ndarray) -> np.ndarray:
+    """(classes, H, W) logits -> uint8 (H, W) class ids (uint16 past 255 classes)."""
+    dtype = np.uint8 if logits.shape[0] <= 255 else np.uint16
+    return np.argmax(logits, axis=0).astype(dtype)
+
+
+def depth_image(output: np.ndarray) -> np.ndarray:
+    """(1, H, W) depth output -> float32 (H, W) metres."""
+    return np.ascontiguousarray(output[0], np.float32)
+
+
+def peaks(heatmap: np.ndarray) -> np.ndarray:
+    """Cells that are the maximum of their 3x3 neighbourhood in their class's heatmap (the
+    CenterNet peak test): bool, same shape as heatmap (classes, h, w)."""
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    dilated = np.stack([cv2.dilate(h, kernel, borderType=cv2.BORDER_REPLICATE) for h in heatmap])
+    return heatmap >= dilated
+
+
+def nms(boxes: Boxes, iou_threshold: float = IOU_THRESHOLD) -> Boxes:
+    """Class-wise non-maximum suppression (OpenCV's NMSBoxesBatched), best first."""
+    import cv2
+
+    if not len(boxes):
+        return boxes
+    xywh = np.concatenate([boxes.xyxy[:, :2], boxes.xyxy[:, 2:] - boxes.xyxy[:, :2]], axis=1)
+    keep = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, boxes.scores, boxes.classes.astype(np.int32), 0.0,
+                                              iou_threshold), np.int64).reshape(-1)
+    keep = keep[np.argsort(-boxes.scores[keep], kind="stable")]
+    return Boxes(boxes.xyxy[keep], boxes.classes[keep], boxes.scores[keep])
+
+
+def decode_detections(output: np.ndarray, image_size: tuple[int, int], score_threshold: float = SCORE_THRESHOLD,
+                      iou_threshold: float = IOU_THRESHOLD, max_detections: int = MAX_DETECTIONS) -> Boxes:
+    """One frame's detection output (classes + 4, h, w) -> Boxes in input pixels.
+
+    Heatmap peaks above score_threshold (the max_detections best) become boxes: the cell's
+    centre minus/plus the predicted left/top/right/bottom distances, clipped to the image
+    (width, height), then class-wise NMS."""
+    k = output.shape[0] - 4
+    if k < 1:
+        raise ValueError(f"a detection output needs classes + 4 channels, got {output.shape[0]}")
+    heatmap, ltrb = output[:k], output[k:]
+    width, height = image_size
+    stride_x, stride_y = width / output.shape[2], height / output.shape[1]
+    candidates = peaks(heatmap) & (heatmap >= score_threshold)
+    cls, ys, xs = np.nonzero(candidates)
+    scores = heatmap[cls, ys, xs]
+    best = np.argsort(-scores, kind="stable")[:max_detections]
+    cls, ys, xs, scores = cls[best], ys[best], xs[best], scores[best]
+    cx, cy = (xs + 0.5) * stride_x, (ys + 0.5) * stride_y
+    d = ltrb[:, ys, xs]
+    xyxy = np.stack([cx - d[0], cy - d[1], cx + d[2], cy + d[3]], axis=1)
+    xyxy = np.clip(xyxy, 0, [width, height, width, height])
+    return nms(Boxes(xyxy, cls, scores), iou_threshold)
+
+
+DensePrediction = np.ndarray | Boxes
+
+
+def postprocess(kind: str, output: np.ndarray, image_size: tuple[int, int]) -> DensePrediction:
+    """One frame's dense heads.onnx output -> its result: a uint8 class-id mask, a float32
+    depth image in metres, or Boxes in pixels of an image of image_size (width, height)."""
+    if kind == "segmentation":
+        return segmentation_mask(output)
+    if kind == "depth":
+        return depth_image(output)
+    if kind == "detection":
+        return decode_detections(output, image_size)
+    raise ValueError(f"{kind!r} is not a dense task kind")

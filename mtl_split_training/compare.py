@@ -35,7 +35,7 @@ def _task_specs(cfg: Any) -> tuple:
 
 
 def _accuracies(member: dict[str, Any], task: str) -> tuple[float, float]:
-    return member["test"][task]["accuracy"], member["epochs"][-1]["val_accuracy"][task]
+    return member["test"][task]["score"], member["epochs"][-1]["val_score"][task]
 
 
 def summarize(cfg_raw: dict[str, Any], runs: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:

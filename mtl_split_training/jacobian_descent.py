@@ -49,12 +49,15 @@ class JacobianDescent(Weighting):
             return super().weights()
         return dict(zip(self.tasks, self.last_weights))
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: torch.Tensor, model: nn.Module) -> None:
+    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module) -> None:
         from torchjd.autojac import jac_to_grad, mtl_backward
 
-        shared_params = [p for p in model.shared_parameters() if p.requires_grad]
-        mtl_backward([losses[t] for t in self.tasks], features=shared,
-                     tasks_params=model.head_parameters(), shared_params=shared_params)
+        features, shared_params, tasks_params = model.jacobian_parts(shared)
+        shared_params = [p for p in shared_params if p.requires_grad]
+        # retain_graph: with dense heads the tasks share the server's stages after the split,
+        # and each task's gradient walks back through them (the graph is freed with the batch).
+        mtl_backward([losses[t] for t in self.tasks], features=features, tasks_params=tasks_params,
+                     shared_params=shared_params, retain_graph=len(features) < len(shared))
         weights = jac_to_grad(shared_params, self.aggregator)
         if isinstance(weights, torch.Tensor):
             self.last_weights = weights.detach().cpu().tolist()

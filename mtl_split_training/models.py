@@ -1,5 +1,7 @@
 """The split multi-task model: edge = stages[:k] (+ bottleneck encoder), server = (bottleneck
 decoder +) stages[k:] + one head per task. An STL model is the same with a single task.
+Heads read the server's feature pyramid: the decoded split tensor and every later stage's
+output (classification heads the deepest level, dense heads all of them).
 
 Saved as model.safetensors + model.json (spec, tasks, input): never pickled.
 """
@@ -19,7 +21,7 @@ from mtl_split_core.bundle import InputSpec, TaskSpec
 from .backbones import StageInfo, build_stages, resolve_split
 from .bottleneck import BottleneckDecoder, BottleneckEncoder
 from .errors import TrainingError
-from .heads import HEAD_KINDS, make_head
+from .heads import HEAD_KINDS, make_task_head
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
@@ -33,6 +35,7 @@ class ModelSpec:
     bottleneck: int | None = None  # channels of the learned int8 bottleneck, None = raw features
     input_size: int = 64
     weights: str | None = None  # local pretrained timm weights for the backbone; None = random init
+    decoder_channels: int = 48  # width of each dense task's pyramid decoder
 
     def __post_init__(self) -> None:
         if self.head not in HEAD_KINDS:
@@ -41,10 +44,12 @@ class ModelSpec:
             raise TrainingError(f"model.bottleneck must be a channel count in 1..4096 or null, got {self.bottleneck}")
         if self.input_size < 16:
             raise TrainingError(f"input size must be at least 16, got {self.input_size}")
+        if not 4 <= int(self.decoder_channels) <= 1024:
+            raise TrainingError(f"model.decoder_channels must be in 4..1024, got {self.decoder_channels}")
 
 
 class SplitModel(nn.Module):
-    """forward(images) -> {task: logits}; `edge` and `server_part()` are what the bundle exports.
+    """forward(images) -> {task: output}; `edge` and `server_part()` are what the bundle exports.
 
     `edge` and `server` are fresh Sequential views over the registered stages; the state dict
     (stages.*, encoder.*, decoder.*, heads.*) does not depend on the split point, so a model
@@ -63,8 +68,11 @@ class SplitModel(nn.Module):
         channels = infos[self.split_index].channels
         self.encoder = BottleneckEncoder(channels, int(spec.bottleneck)) if spec.bottleneck else None
         self.decoder = BottleneckDecoder(int(spec.bottleneck), channels) if spec.bottleneck else None
-        self.feature_shape, trunk_shape = self._probe_shapes(spec.input_size)
-        self.heads = nn.ModuleList(make_head(spec.head, trunk_shape, t.num_classes) for t in self.tasks)
+        self.dense = any(t.dense for t in self.tasks)
+        self.feature_shape, level_shapes = self._probe_shapes(spec.input_size)
+        stride = infos[self.split_index].reduction
+        self.heads = nn.ModuleList(make_task_head(t, spec.head, level_shapes, stride, spec.input_size,
+                                                  int(spec.decoder_channels)) for t in self.tasks)
 
     def _view(self, modules: list[nn.Module | None]) -> nn.Sequential:
         """A Sequential over existing submodules, in this model's train/eval mode (exporters
@@ -78,29 +86,36 @@ class SplitModel(nn.Module):
 
     @property
     def server(self) -> nn.Sequential:
-        """Split tensor -> the representation the heads read: decoder + stages[k+1:]."""
+        """Split tensor -> the deepest representation: decoder + stages[k+1:]."""
         return self._view([self.decoder, *self.stages[self.split_index + 1:]])
+
+    def pyramid(self, features: torch.Tensor) -> list[torch.Tensor]:
+        return server_pyramid(features, self.decoder, self.stages[self.split_index + 1:], self.dense)
 
     @property
     def split_point(self) -> str:
         return self.stage_infos[self.split_index].name
 
     @torch.no_grad()
-    def _probe_shapes(self, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def _probe_shapes(self, size: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
         was_training = self.training
         self.eval()
         features = self.edge(torch.zeros(1, 3, size, size))
-        trunk = self.server(features)
+        levels = self.pyramid(features)
         self.train(was_training)
-        return tuple(features.shape[1:]), tuple(trunk.shape[1:])
+        return tuple(features.shape[1:]), [tuple(level.shape[1:]) for level in levels]
 
-    def shared(self, images: torch.Tensor) -> torch.Tensor:
-        """The representation every head reads (last shared tensor, for Jacobian descent)."""
-        return self.server(self.edge(images))
+    def shared(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The representation the heads read (the last shared tensors, for Jacobian descent)."""
+        return self.pyramid(self.edge(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.shared(images)
         return {t.name: head(z) for t, head in zip(self.tasks, self.heads)}
+
+    def raw(self, shared: list[torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Every head's raw outputs (what the losses read) on the shared representation."""
+        return {t.name: head.raw(shared) for t, head in zip(self.tasks, self.heads)}
 
     def server_part(self) -> "ServerPart":
         return ServerPart(self)
@@ -111,18 +126,43 @@ class SplitModel(nn.Module):
     def shared_parameters(self) -> list[nn.Parameter]:
         return [*self.edge.parameters(), *self.server.parameters()]
 
+    def jacobian_parts(self, shared: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[nn.Parameter],
+                                                                   list[list[nn.Parameter]]]:
+        """(features, shared parameters, per-task parameters) for Jacobian descent. The features
+        must not depend on each other, so with dense heads (which read the whole pyramid) they
+        are the decoded split tensor alone: the per-task gradients are aggregated there, and
+        the server's stages after the split get the sum of the tasks' gradients."""
+        if not self.dense:
+            return shared, self.shared_parameters(), self.head_parameters()
+        after = list(self.stages[self.split_index + 1:].parameters())
+        before = [*self.edge.parameters(), *(self.decoder.parameters() if self.decoder is not None else [])]
+        return shared[:1], before, [[*head, *after] for head in self.head_parameters()]
+
 
 class ServerPart(nn.Module):
-    """Decoded features -> logits of every task, as a tuple in task order (ONNX outputs)."""
+    """Decoded features -> every task's output, as a tuple in task order (ONNX outputs)."""
 
     def __init__(self, model: SplitModel):
         super().__init__()
-        self.server, self.heads = model.server, model.heads
+        self.decoder, self.stages, self.heads = model.decoder, model.stages[model.split_index + 1:], model.heads
+        self.dense = model.dense
         self.train(model.training)  # a fresh Module says training=True; exporters restore that mode
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        z = self.server(features)
+        z = server_pyramid(features, self.decoder, self.stages, self.dense)
         return tuple(head(z) for head in self.heads)
+
+
+def server_pyramid(features: torch.Tensor, decoder: nn.Module | None, stages: nn.ModuleList,
+                   dense: bool) -> list[torch.Tensor]:
+    """Split tensor -> what the heads read: with dense heads every level from the decoded split
+    tensor to the deepest (finest first), else the deepest alone."""
+    x = features if decoder is None else decoder(features)
+    levels = [x]
+    for stage in stages:
+        x = stage(x)
+        levels.append(x)
+    return levels if dense else levels[-1:]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,8 +1,8 @@
 """A training run directory: MTL (one model, all tasks) or STL (one model per task).
 
     runs/<name>/run.json       config (as given and resolved), mode, tasks, members, status
-    runs/<name>/metrics.json   per member: per-epoch losses / val accuracy, test accuracy, time
-    runs/<name>/final.json     final test/val accuracy per member (written when the run finishes)
+    runs/<name>/metrics.json   per member: per-epoch losses / val metrics, test metrics, time
+    runs/<name>/final.json     final test/val score per task and member (written when the run finishes)
     MTL: runs/<name>/model.{safetensors,json} (+ checkpoint.*)
     STL: runs/<name>/<task>/model.{safetensors,json} (+ checkpoint.*)
 """
@@ -121,8 +121,8 @@ def _train_members(cfg: RunConfig, raw_config: dict[str, Any], out_dir: Path, re
     if ctx.is_main:
         _write_json(out_dir / FINAL, {
             "mode": cfg.mode,
-            "members": {m: {"test_accuracy": {t: v["accuracy"] for t, v in e["test"].items()},
-                            "val_accuracy": e["epochs"][-1]["val_accuracy"] if e["epochs"] else {},
+            "members": {m: {"test_score": {t: v["score"] for t, v in e["test"].items()},
+                            "val_score": e["epochs"][-1]["val_score"] if e["epochs"] else {},
                             "train_seconds": e["train_seconds"], "edge_params": e["edge_params"]}
                         for m, e in metrics["members"].items()},
         })

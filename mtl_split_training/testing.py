@@ -9,12 +9,13 @@ import torch
 from mtl_split_core.bundle import InputSpec, Manifest, TaskSpec
 
 from .datasets import DataOptions, open_data
+from .datasets.scenes import TASKS as SCENE_TASKS
 from .datasets.shapes_factors import FACTORS
 from .datasets.torch_dataset import normalize
 from .export import export_bundle
 from .models import ModelSpec, SplitModel
 
-_SHAPES_TASKS = {f.name: f.task() for f in FACTORS}
+_SHAPES_TASKS = {**{t.name: t for t in SCENE_TASKS}, **{f.name: f.task() for f in FACTORS}}
 
 
 def _task_specs(tasks: Sequence[str] | Mapping[str, Sequence[str]]) -> tuple[TaskSpec, ...]:
@@ -46,7 +47,7 @@ def make_tiny_bundle(
     split: int | str = -1,
     seed: int = 0,
 ) -> Manifest:
-    """Untrained bundle: procedural-scene task names, or {task: class names}. BatchNorm statistics
+    """Untrained bundle: procedural-scene task names (`scenes` dense ones too), or {task: class names}. BatchNorm statistics
     are set from a few rendered scenes, so features have realistic (order-one) magnitudes."""
     torch.manual_seed(seed)
     spec = ModelSpec(backbone=backbone, split=split, head=head, bottleneck=bottleneck, input_size=size)

@@ -27,6 +27,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .distributed import init_distributed, shutdown_distributed
     from .errors import TrainingError
     from .run import train_run
+    from .trainer import score_line
 
     if args.config:
         cfg, raw = load_config(args.config, args.overrides)
@@ -42,8 +43,7 @@ def run_train(args: argparse.Namespace) -> int:
         shutdown_distributed(ctx)
     if ctx.is_main:
         for member, entry in metrics["members"].items():
-            accs = ", ".join(f"{t} {v['accuracy']:.3f}" for t, v in entry.get("test", {}).items())
-            print(f"{member}: test accuracy {accs}; {entry.get('train_seconds', 0):.0f}s training, "
+            print(f"{member}: test {score_line(entry.get('test', {}))}; {entry.get('train_seconds', 0):.0f}s training, "
                   f"{entry.get('edge_params', 0):,} edge parameters")
         print(f"run written to {args.out} (export: mtl-split export {args.out} --out models/<name>)")
     return 0

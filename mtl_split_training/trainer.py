@@ -7,17 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from mtl_split_core.bundle import TaskSpec
+from mtl_split_core.dense import postprocess
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .datasets import DataSource
-from .datasets.torch_dataset import TorchImages
+from .datasets.torch_dataset import TorchImages, collate
 from .distributed import (
     DistContext,
     average_floats,
@@ -28,6 +29,8 @@ from .distributed import (
 )
 from .errors import TrainingError
 from .models import SplitModel, count_parameters, save_model
+from .task_losses import task_loss
+from .task_metrics import SCORES, meter_for
 from .weighting import make_weighting
 
 EpochCallback = Callable[[list[dict[str, Any]]], None]
@@ -51,28 +54,51 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig) -> torch.optim.
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-def _losses(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {task: F.cross_entropy(out, labels[task]) for task, out in logits.items()}
+def _to(labels: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in labels.items()}
+
+
+def losses(model: SplitModel, shared: list[torch.Tensor], labels: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every task's loss on the shared representation (task_losses)."""
+    raw = model.raw(shared)
+    size = model.spec.input_size
+    return {t.name: task_loss(t, raw[t.name], labels[t.name], size) for t in model.tasks}
 
 
 @torch.no_grad()
-def evaluate(model: SplitModel, loader: DataLoader, device: torch.device) -> dict[str, dict[str, float]]:
-    """Per task: accuracy and mean cross-entropy over the whole loader."""
+def evaluate(model: SplitModel, loader: DataLoader, device: torch.device) -> dict[str, dict[str, Any]]:
+    """Per task: mean loss and the kind's metrics (task_metrics; `score` is the headline one),
+    scored on the post-processed outputs the server publishes."""
     model.eval()
-    correct = {t.name: 0 for t in model.tasks}
+    meters = {t.name: meter_for(t) for t in model.tasks}
     loss_sum = {t.name: 0.0 for t in model.tasks}
     count = 0
+    size = model.spec.input_size
     for images, labels in loader:
-        images = images.to(device)
-        logits = model(images)
-        for task, out in logits.items():
-            target = labels[task].to(device)
-            correct[task] += int((out.argmax(1) == target).sum())
-            loss_sum[task] += float(F.cross_entropy(out, target, reduction="sum"))
+        images, labels = images.to(device), _to(labels, device)
+        shared = model.shared(images)
+        for task, loss in losses(model, shared, labels).items():
+            loss_sum[task] += float(loss) * len(images)
+        outputs = {t.name: head(shared).cpu().numpy() for t, head in zip(model.tasks, model.heads)}
+        for t in model.tasks:
+            out, target = outputs[t.name], labels[t.name]
+            for i in range(len(images)):
+                if t.kind == "classification":
+                    meters[t.name].update(int(np.argmax(out[i])), int(target[i]))
+                elif t.kind == "detection":
+                    meters[t.name].update(postprocess(t.kind, out[i], (size, size)), target[i], (size, size))
+                else:
+                    meters[t.name].update(postprocess(t.kind, out[i], (size, size)), target[i].cpu().numpy())
         count += len(images)
     if count == 0:
         raise TrainingError("an evaluation split is empty; raise data.val_size/test_size or the fractions")
-    return {t: {"accuracy": correct[t] / count, "loss": loss_sum[t] / count} for t in correct}
+    return {t.name: {"metric": SCORES[t.kind][0], **meters[t.name].result(), "loss": loss_sum[t.name] / count}
+            for t in model.tasks}
+
+
+def score_line(metrics: dict[str, dict[str, Any]]) -> str:
+    """`shape accuracy 0.981, depth abs_rel 0.083, ...`: each task's headline metric."""
+    return ", ".join(f"{t} {m['metric']} {m['score']:.3f}" for t, m in metrics.items())
 
 
 class MemberTrainer:
@@ -99,13 +125,14 @@ class MemberTrainer:
         noise = cfg.data.salt_pepper if train else 0.0
         dataset = self.source.torch_dataset(split, self.input_spec, salt_pepper=noise)
         if not train:
-            return DataLoader(dataset, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.workers), dataset
+            return DataLoader(dataset, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.workers,
+                              collate_fn=collate), dataset
         per_rank = max(2, cfg.train.batch_size // self.ctx.world_size)  # batch_size is the global batch
         if len(dataset) < per_rank * self.ctx.world_size:
             raise TrainingError(f"train split has {len(dataset)} images, fewer than one batch of {cfg.train.batch_size}")
         sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                      shuffle=True, seed=cfg.seed, drop_last=True)
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, collate_fn=collate,
                             num_workers=cfg.data.workers, persistent_workers=cfg.data.workers > 0)
         return loader, dataset
 
@@ -122,15 +149,13 @@ class MemberTrainer:
             if step == batches:
                 break
             images = images.to(self.device, non_blocking=True)
-            labels = {k: v.to(self.device, non_blocking=True) for k, v in labels.items()}
             shared = model.shared(images)
-            logits = {t.name: head(shared) for t, head in zip(model.tasks, model.heads)}
-            losses = _losses(logits, labels)
+            task_losses = losses(model, shared, _to(labels, self.device))
             self.optimizer.zero_grad(set_to_none=True)
-            self.weighting.backward(losses, shared, model)
+            self.weighting.backward(task_losses, shared, model)
             average_gradients(params, self.ctx)
             self.optimizer.step()
-            values = {t: float(loss.detach()) for t, loss in losses.items()}
+            values = {t: float(loss.detach()) for t, loss in task_losses.items()}
             for t, v in values.items():
                 sums[t] += v
             bar.set_postfix(loss=f"{sum(values.values()):.3f}")
@@ -165,12 +190,11 @@ class MemberTrainer:
             if ctx.is_main:
                 val = evaluate(self.model, val_loader, self.device)
                 record = {"epoch": epoch + 1, "lr": lr, "task_weights": weights, **stats,
-                          "val_accuracy": {t: v["accuracy"] for t, v in val.items()},
-                          "val_loss": {t: v["loss"] for t, v in val.items()}}
+                          "val_score": {t: v["score"] for t, v in val.items()},
+                          "val_loss": {t: v["loss"] for t, v in val.items()}, "val": val}
                 history.append(record)
-                accs = ", ".join(f"{t} {a:.3f}" for t, a in record["val_accuracy"].items())
                 tqdm.write(f"[{self.label}] epoch {epoch + 1}/{cfg.train.epochs}: loss {stats['train_loss']:.3f}, "
-                           f"val accuracy {accs} ({stats['train_seconds']:.0f}s)")
+                           f"val {score_line(val)} ({stats['train_seconds']:.0f}s)")
                 save_checkpoint(self.dir, self.model, self.weighting, self.optimizer, self.scheduler,
                                 epoch + 1, history, self.weighting.state())
                 if on_epoch:
@@ -184,8 +208,8 @@ class MemberTrainer:
             save_model(self.model.cpu(), self.dir, self.input_spec, extra={
                 "training": cfg.to_dict(), "member": self.label,
                 "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec},
-                "metrics": {"val_accuracy": history[-1]["val_accuracy"] if history else {},
-                            "test_accuracy": {t: v["accuracy"] for t, v in test.items()}},
+                "metrics": {"val_score": history[-1]["val_score"] if history else {},
+                            "test_score": {t: v["score"] for t, v in test.items()}},
             })
         ctx.barrier()
         return MemberResult(history, test, sum(h["train_seconds"] for h in history),

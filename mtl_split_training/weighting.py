@@ -30,7 +30,7 @@ class Weighting(nn.Module):
         w = self.weights()
         return sum(w[t] * losses[t] for t in self.tasks)
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: torch.Tensor, model: nn.Module) -> None:
+    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module) -> None:
         self.combine(losses).backward()
 
     def end_epoch(self, mean_losses: dict[str, float]) -> None:

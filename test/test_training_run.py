@@ -27,7 +27,7 @@ def test_mtl_run_resume_and_export(tmp_path, capsys):
     assert _train(run) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     epochs = metrics["members"]["mtl"]["epochs"]
-    assert len(epochs) == 1 and set(epochs[0]["val_accuracy"]) == {"shape", "scale"}
+    assert len(epochs) == 1 and set(epochs[0]["val_score"]) == {"shape", "scale"}
     assert set(metrics["members"]["mtl"]["test"]) == {"shape", "scale"}
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
@@ -39,7 +39,7 @@ def test_mtl_run_resume_and_export(tmp_path, capsys):
     manifest = load_manifest(tmp_path / "bundle")
     assert manifest.task_names == ["shape", "scale"]
     assert manifest.extra["training"]["model"]["backbone"] == "mobilenetv3_small_100"
-    assert set(manifest.extra["metrics"]["test_accuracy"]) == {"shape", "scale"}
+    assert set(manifest.extra["metrics"]["test_score"]) == {"shape", "scale"}
     assert (manifest.input.width, manifest.features.dtype) == (32, "float32")
 
 
