@@ -517,6 +517,7 @@ def test_sigkilled_peer_restarts_and_results_resume(ros, watch, restart_pair, vi
     features: set[tuple] = set()
     ros.node.create_subscription(SharedFeatures, "/rel_r/mtl_split/features", lambda m: features.add(key(m.header)),
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    ros.wait_for(lambda: features, 20, "/rel_r's features to reach the test")  # matched before the first kill
     resumes, lost, rss = [], [], []
     for cycle in range(4):
         procs[victim].kill()
