@@ -1,12 +1,17 @@
-"""Dense results as numpy: boxes, and (later) the server's post-processing of dense outputs.
+"""Dense results as numpy: boxes, the server's post-processing of heads.onnx's dense outputs
+(argmax mask, depth in metres, box decoding + NMS), and their mapping onto the camera frame.
 
 ROS-free and torch-free: the server, the evaluation and the datasets share these types.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .preprocess import Geometry
 
 
 @dataclass(frozen=True)
@@ -115,3 +120,32 @@ def postprocess(kind: str, output: np.ndarray, image_size: tuple[int, int]) -> D
     if kind == "detection":
         return decode_detections(output, image_size)
     raise ValueError(f"{kind!r} is not a dense task kind")
+
+
+UNLABELLED = 255  # mask value of camera pixels the model never saw (cut off by center_crop)
+
+
+def to_source(value: DensePrediction, geometry: "Geometry", size: tuple[int, int]) -> DensePrediction:
+    """A result in model-input pixels -> on the camera frame of `size` (width, height), given
+    where the frame landed in the input (preprocess.geometry). Boxes are mapped; masks and
+    depth are resampled (nearest: a blend of two classes or depths is neither), and camera
+    pixels outside the kept region get UNLABELLED / NaN (no reading, as in REP 118)."""
+    sx, sy, sw, sh = geometry.source
+    tx, ty, tw, th = geometry.target
+    kx, ky = sw / tw, sh / th
+    if isinstance(value, Boxes):
+        xyxy = (value.xyxy - np.array([tx, ty, tx, ty], np.float32)) * np.array([kx, ky, kx, ky], np.float32) \
+            + np.array([sx, sy, sx, sy], np.float32)
+        xyxy = np.clip(xyxy, 0, [size[0], size[1], size[0], size[1]])
+        return Boxes(xyxy, value.classes, value.scores)
+    import cv2
+
+    crop = np.ascontiguousarray(value[ty:ty + th, tx:tx + tw])
+    if (sw, sh) != (tw, th):
+        crop = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    if (sx, sy, sw, sh) == (0, 0, *size):
+        return crop
+    fill = np.nan if value.dtype.kind == "f" else UNLABELLED
+    out = np.full((size[1], size[0]), fill, value.dtype)
+    out[sy:sy + sh, sx:sx + sw] = crop
+    return out

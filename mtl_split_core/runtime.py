@@ -17,9 +17,10 @@ import numpy as np
 
 from . import codec
 from .backends import Backend, open_backend
-from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, Manifest, load_manifest
+from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, InputSpec, Manifest, load_manifest
+from .dense import DensePrediction, postprocess, to_source
 from .errors import BundleError, CodecError
-from .preprocess import preprocess
+from .preprocess import geometry, preprocess
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,24 @@ class Prediction:
     class_name: str
     score: float  # softmax probability of class_id
     scores: np.ndarray  # float32 softmax probabilities of all classes
+
+
+@dataclass(frozen=True)
+class DenseResult:
+    """One dense task's result for one frame, in the model input's pixels: a uint8 class-id
+    mask, a float32 depth image in metres, or Boxes."""
+
+    task: str
+    kind: str
+    value: DensePrediction
+
+    def in_source(self, spec: InputSpec, width: int, height: int) -> DensePrediction:
+        """The result on the width x height camera frame the input was made from (undoing the
+        manifest's resize / center_crop / letterbox)."""
+        return to_source(self.value, geometry(width, height, spec), (width, height))
+
+
+Result = Prediction | DenseResult
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -111,22 +130,27 @@ class ServerModel:
                               f"{self.manifest.model_id!r}; deploy the same bundle on edge and server")
         return self.decode(codec.from_message(msg))
 
-    def predict(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> list[dict[str, Prediction]]:
-        """(N, *feature shape) -> per frame {task: Prediction} for `tasks` (default: all)."""
+    def predict(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> list[dict[str, Result]]:
+        """(N, *feature shape) -> per frame {task: Prediction or DenseResult} for `tasks`
+        (default: all). Dense results are in the model input's pixels (DenseResult.in_source
+        maps them onto the camera frame)."""
         specs = [self.manifest.task(t) for t in tasks] if tasks is not None else list(self.manifest.tasks)
         if not specs or not len(features):
             return [{} for _ in range(len(features))]
         names = [t.output for t in specs]
-        logits = [np.concatenate(parts) for parts in zip(*(
+        outputs = [np.concatenate(parts) for parts in zip(*(
             self.backend.run({FEATURES_NAME: features[s]}, names) for s in _chunks(len(features), self.max_batch)))]
-        probs = [softmax(np.asarray(l, np.float32)) for l in logits]
-        out = []
-        for i in range(len(features)):
-            frame = {}
-            for spec, p in zip(specs, probs):
-                k = int(np.argmax(p[i]))
-                frame[spec.name] = Prediction(spec.name, k, spec.classes[k], float(p[i, k]), p[i])
-            out.append(frame)
+        size = (self.manifest.input.width, self.manifest.input.height)
+        out: list[dict[str, Result]] = [{} for _ in range(len(features))]
+        for spec, raw in zip(specs, outputs):
+            if spec.dense:
+                for i in range(len(features)):
+                    out[i][spec.name] = DenseResult(spec.name, spec.kind, postprocess(spec.kind, raw[i], size))
+                continue
+            probs = softmax(np.asarray(raw, np.float32))
+            for i, p in enumerate(probs):
+                k = int(np.argmax(p))
+                out[i][spec.name] = Prediction(spec.name, k, spec.classes[k], float(p[k]), p)
         return out
 
 

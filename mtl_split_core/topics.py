@@ -25,3 +25,19 @@ def results_for(features_topic: str) -> str:
 def task_result_for(features_topic: str, task: str) -> str:
     """The per-task results topic beside a features topic."""
     return f"{results_for(features_topic)}/{task}"
+
+
+# Dense tasks publish on results/<task> too (sensor_msgs/Image mono8 class ids for
+# segmentation, sensor_msgs/Image 32FC1 metres for depth, mtl_split/Detection2DArray for
+# detection), with their class names latched beside them and, where vision_msgs imports,
+# vision_msgs/Detection2DArray on the second name.
+LABEL_INFO = "label_info"
+VISION_MSGS = "vision_msgs"
+
+
+def label_info_for(features_topic: str, task: str) -> str:
+    return f"{task_result_for(features_topic, task)}/{LABEL_INFO}"
+
+
+def vision_msgs_for(features_topic: str, task: str) -> str:
+    return f"{task_result_for(features_topic, task)}/{VISION_MSGS}"

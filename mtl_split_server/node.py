@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,10 @@ from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPre
 from mtl_split_core import topics
 from mtl_split_core.batching import BatchPolicy, BatchScheduler
 from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
-from mtl_split_core.runtime import Prediction, ServerModel
+from mtl_split_core.runtime import Prediction, Result, ServerModel
 from mtl_split_core.stamps import to_ns
 from mtl_split_ros import qos
+from mtl_split_ros.dense_results import DensePublishers, dense_publishers
 from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
 from mtl_split_ros.node import ManagedNode, contained, guarded
@@ -38,13 +39,15 @@ class Source:
     sub: Any
     info_sub: Any
     results: Any
-    task_results: dict[str, Any]
+    task_results: dict[str, Any]  # classification tasks
+    dense: dict[str, DensePublishers] = field(default_factory=dict)
 
     def wanted_tasks(self, all_tasks: list[str]) -> list[str]:
-        """Tasks someone listens to: all if the combined topic has subscribers."""
-        if self.results.get_subscription_count():
-            return all_tasks
-        return [t for t in all_tasks if self.task_results[t].get_subscription_count()]
+        """Tasks someone listens to: every classification task if the combined topic has
+        subscribers; a dense task only when its own topic has (its images are large)."""
+        combined = self.results.get_subscription_count() > 0
+        return [t for t in all_tasks if (self.dense[t].wanted() if t in self.dense
+                                         else combined or self.task_results[t].get_subscription_count())]
 
 
 @dataclass
@@ -128,7 +131,7 @@ class ServerNode(ManagedNode):
         for s in self._sources.values():
             self.destroy_subscription(s.sub)
             self.destroy_subscription(s.info_sub)
-            for pub in (s.results, *s.task_results.values()):
+            for pub in (s.results, *s.task_results.values(), *(p for d in s.dense.values() for p in d.publishers())):
                 self.destroy_publisher(pub)
         self._sources.clear()
         return super().on_deactivate(state)
@@ -151,13 +154,15 @@ class ServerNode(ManagedNode):
             return
         p = self.params()
         results_qos = qos.profile(p, "results")
-        tasks = self._model.manifest.task_names
+        tasks = self._model.manifest.tasks
         results_topic = topics.results_for(topic)
         source = Source(
             topic=topic, sub=None, info_sub=None,
             results=self._results_publisher(MultiTaskResult, results_topic, results_qos),
-            task_results={t: self._results_publisher(TaskResult, topics.task_result_for(topic, t), results_qos)
-                          for t in tasks})
+            task_results={t.name: self._results_publisher(TaskResult, topics.task_result_for(topic, t.name),
+                                                          results_qos) for t in tasks if not t.dense},
+            dense={t.name: dense_publishers(self, topic, t, results_qos, self._results_publisher)
+                   for t in tasks if t.dense})
         gaps = SequenceGaps()
         source.sub = self.create_subscription(
             SharedFeatures, topic, lambda msg, info: self._on_features(msg, source, gaps(info)),
@@ -229,17 +234,21 @@ class ServerNode(ManagedNode):
         for it, frame in zip(items, predictions):
             self._publish(it, frame, wanted[id(it.source)], start, heads_ms, len(items))
 
-    def _publish(self, it: Item, frame: dict[str, Prediction], tasks: list[str], batch_start: float,
+    def _publish(self, it: Item, frame: dict[str, Result], tasks: list[str], batch_start: float,
                  heads_ms: float, batch_size: int) -> None:
         header, model_id = it.msg.header, it.msg.model_id
-        preds = {t: task_prediction(frame[t]) for t in tasks}
+        preds = {t: task_prediction(frame[t]) for t in tasks if t not in it.source.dense}
+        size = (self._model.manifest.input.width, self._model.manifest.input.height)
+        for t in tasks:
+            if t in it.source.dense:
+                it.source.dense[t].publish(frame[t], header, model_id, size)
         for t, pub in it.source.task_results.items():
             if t in preds and pub.get_subscription_count():
                 pub.publish(TaskResult(header=header, model_id=model_id, prediction=preds[t]))
         if it.source.results.get_subscription_count():
             queue_ms = (batch_start - it.ready) * 1e3
             it.source.results.publish(MultiTaskResult(
-                header=header, model_id=model_id, predictions=[preds[t] for t in tasks],
+                header=header, model_id=model_id, predictions=list(preds.values()),
                 edge_compute_ms=it.msg.edge_compute_ms, transport_ms=it.transport_ms,
                 queue_ms=queue_ms, server_compute_ms=it.decode_ms + heads_ms, batch_size=batch_size))
         self.diag.count(FRAMES_OUT)

@@ -1,0 +1,98 @@
+"""Dense results over real DDS: a frame published to a real edge + server yields a mono8 class
+mask, a 32FC1 depth image in metres and detections, stamped with the frame's header, equal to
+the in-process pipeline's, with the class names latched beside them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtl_split_core.bundle import load_manifest
+from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
+
+from helpers import image_msg, key
+
+pytestmark = pytest.mark.ros
+NS = "/robot_d"
+
+
+@pytest.fixture(scope="module")
+def dense_bundle(tmp_path_factory):
+    testing = pytest.importorskip("mtl_split_training.testing", reason="building a bundle needs torch/timm")
+    out = tmp_path_factory.mktemp("dense") / "b"
+    testing.make_tiny_bundle(out, tasks=("shape", "segmentation", "depth", "detection"), size=32, split="blocks.3",
+                             bottleneck=4, head="pooled")
+    return out
+
+
+def _scene(size: int = 48) -> np.ndarray:
+    from mtl_split_training.datasets import DataOptions, open_data
+
+    return open_data("scenes", DataOptions(size=size, test_size=1)).split("test").image(0)
+
+
+def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launcher, dense_bundle):
+    from sensor_msgs.msg import Image
+
+    from mtl_split.msg import Detection2DArray, LabelInfo
+    from mtl_split_ros import qos
+
+    manifest = load_manifest(dense_bundle)
+    launcher.node("server", {"bundle": str(dense_bundle), "discovery_period_s": 0.5})
+    launcher.node("edge", {"bundle": str(dense_bundle)}, namespace=NS,
+                  remaps={"/camera/image_raw": f"{NS}/camera/image_raw"})
+    base = f"{NS}/mtl_split/results"
+    masks = ros.collect(Image, f"{base}/segmentation")
+    depths = ros.collect(Image, f"{base}/depth")
+    boxes = ros.collect(Detection2DArray, f"{base}/detection")
+    seg_names = ros.collect(LabelInfo, f"{base}/segmentation/label_info", qos.LATCHED)
+    det_names = ros.collect(LabelInfo, f"{base}/detection/label_info", qos.LATCHED)
+    pub = ros.node.create_publisher(Image, f"{NS}/camera/image_raw", 10)
+    rgb = _scene()  # a 48 px camera frame into a 32 px model
+    msg = image_msg(rgb, "cam_d")
+
+    def got(messages):
+        return next((m for m in messages if key(m.header) == key(msg.header)), None)
+
+    ros.wait_for(lambda: got(masks) and got(depths) and got(boxes), 90, "mask, depth and detections of the frame",
+                 tick=lambda: pub.publish(msg), tick_every=0.5)
+    mask, depth, dets = got(masks), got(depths), got(boxes)
+    # Conventions: mono8 class ids, 32FC1 metres, little-endian packed rows, the source header.
+    assert (mask.encoding, mask.width, mask.height, mask.step, mask.is_bigendian) == ("mono8", 32, 32, 32, 0)
+    assert (depth.encoding, depth.width, depth.height, depth.step, depth.is_bigendian) == ("32FC1", 32, 32, 128, 0)
+    assert mask.header.frame_id == depth.header.frame_id == dets.header.frame_id == "cam_d"
+    assert (dets.image_width, dets.image_height, dets.model_id) == (32, 32, manifest.model_id)
+    ros.wait_for(lambda: seg_names and det_names, 10, "the latched class names")
+    assert [c.class_name for c in seg_names[-1].class_map] == list(manifest.task("segmentation").classes)
+    assert [c.class_id for c in det_names[-1].class_map] == [0, 1, 2, 3]
+    # Live equals the in-process pipeline (one code path: mtl_split_core.runtime).
+    offline = run_offline(EdgeModel(dense_bundle), ServerModel(dense_bundle), [rgb])[0]
+    np.testing.assert_array_equal(np.frombuffer(bytes(mask.data), np.uint8).reshape(32, 32),
+                                  offline["segmentation"].value)
+    np.testing.assert_allclose(np.frombuffer(bytes(depth.data), "<f4").reshape(32, 32), offline["depth"].value,
+                               rtol=1e-5)
+    expected = offline["detection"].value
+    assert len(dets.detections) == len(expected)
+    for d, box, c, s in zip(dets.detections, expected.xyxy, expected.classes, expected.scores):
+        assert d.class_id == c and d.class_name == manifest.task("detection").classes[c]
+        np.testing.assert_allclose([d.center_x, d.center_y, d.size_x, d.size_y],
+                                   [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]],
+                                   rtol=1e-4, atol=1e-3)
+        assert d.score == pytest.approx(s, rel=1e-5)
+
+
+def test_vision_msgs_detections_where_vision_msgs_imports():
+    from mtl_split_core.bundle import TaskSpec
+    from mtl_split_core.dense import Boxes
+    from mtl_split_ros.dense_results import detections_message, vision_detections, vision_msgs
+
+    module = vision_msgs()
+    if module is None:
+        pytest.skip("vision_msgs does not import here (no wheel on PyPI); it is tested on a ROS install")
+    from std_msgs.msg import Header
+
+    ours = detections_message(Boxes([[2, 4, 12, 8]], [1], [0.7]), TaskSpec("d", ("a", "b"), "detection"),
+                              Header(frame_id="cam"), "m", (32, 32))
+    theirs = vision_detections(module, ours)
+    [det] = theirs.detections
+    assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == (7, 6, 10, 4)
+    assert det.results[0].hypothesis.class_id == "b" and theirs.header.frame_id == "cam"
