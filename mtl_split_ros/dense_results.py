@@ -57,6 +57,24 @@ def detections_message(boxes: Boxes, task: TaskSpec, header: Any, model_id: str,
         for c, s, (cx, cy), (sx, sy) in zip(boxes.classes, boxes.scores, centre, extent)])
 
 
+def image_array(msg: Image) -> np.ndarray:
+    """A mono8 or 32FC1 sensor_msgs/Image (little-endian) as an HxW array (the receiving side)."""
+    dtype = {"mono8": np.dtype(np.uint8), "32FC1": np.dtype("<f4")}.get(msg.encoding)
+    if dtype is None or msg.is_bigendian:
+        raise ValueError(f"expected a little-endian mono8 or 32FC1 image, got {msg.encoding!r}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    return rows[:, :msg.width * dtype.itemsize].copy().view(dtype).reshape(msg.height, msg.width)
+
+
+def detections_boxes(msg: Detection2DArray) -> Boxes:
+    """A Detection2DArray as Boxes (the receiving side)."""
+    d = msg.detections
+    centre = np.array([[x.center_x, x.center_y] for x in d], np.float32).reshape(-1, 2)
+    half = np.array([[x.size_x, x.size_y] for x in d], np.float32).reshape(-1, 2) / 2
+    return Boxes(np.concatenate([centre - half, centre + half], axis=1), [x.class_id for x in d],
+                 [x.score for x in d])
+
+
 def vision_detections(module: Any, msg: Detection2DArray) -> Any:
     """Our Detection2DArray as vision_msgs/Detection2DArray (class_id there is the name)."""
     out = module.Detection2DArray(header=msg.header)

@@ -2,7 +2,9 @@
 
 A bag holds the camera images (sensor_msgs/Image rgb8, or sensor_msgs/CompressedImage JPEG
 on `<camera>/compressed`) and, on topics.GROUND_TRUTH, one std_msgs/String per frame whose
-JSON carries the frame's stamp and its labels. Plain std_msgs/String keeps the bag readable
+JSON carries the frame's stamp and its labels (class indices; boxes of detection tasks),
+and for segmentation / depth tasks a sensor_msgs/Image (mono8 class ids / 32FC1 metres) on
+<GROUND_TRUTH>/<task> with the frame's stamp. Plain standard types keep the bag readable
 by any ROS tool without our message definitions. rosbags writes real rosbag2 (mcap or
 sqlite3) that `ros2 bag info/play` reads.
 """
@@ -12,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -21,6 +24,7 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
 from mtl_split_core import topics
+from mtl_split_core.dense import Boxes
 from mtl_split_core.errors import MtlSplitError
 from mtl_split_core.stamps import set_ns, to_ns
 
@@ -44,7 +48,7 @@ class Frame:
     topic: str
     msgtype: str
     rawdata: bytes
-    labels: dict[str, int]
+    labels: dict[str, Any]  # class index; dense tasks: mask / depth array or Boxes (see write_bag)
 
 
 def _stamp(ns: int):
@@ -99,12 +103,22 @@ def write_bag(
     with Writer(out, version=9, storage_plugin=plugins[storage]) as writer:
         cam = writer.add_connection(image_topic, image_type, typestore=TYPESTORE)
         gt = writer.add_connection(topics.GROUND_TRUTH, STRING, typestore=TYPESTORE)
+        dense: dict[str, Any] = {}  # task -> connection of its label images
         for i, (rgb, labels) in enumerate(frames):
             ns = start_ns + i * period_ns
             msg = image_message(rgb, ns, frame_id, compressed)
             writer.write(cam, ns, TYPESTORE.serialize_cdr(msg, image_type))
-            truth = {"stamp_ns": ns, "frame_id": frame_id, "labels": labels,
-                     "names": {t: classes[t][c] for t, c in labels.items()}}
+            ints = {t: int(c) for t, c in labels.items() if isinstance(c, (int, np.integer))}
+            truth = {"stamp_ns": ns, "frame_id": frame_id, "labels": ints,
+                     "names": {t: classes[t][c] for t, c in ints.items()},
+                     "boxes": {t: {"xyxy": b.xyxy.tolist(), "classes": b.classes.tolist()}
+                               for t, b in labels.items() if isinstance(b, Boxes)}}
+            for task, label in labels.items():
+                if isinstance(label, np.ndarray):
+                    if task not in dense:
+                        dense[task] = writer.add_connection(truth_topic(task), IMAGE, typestore=TYPESTORE)
+                    image = label_image(label, ns, frame_id)
+                    writer.write(dense[task], ns, TYPESTORE.serialize_cdr(image, IMAGE))
             gt_msg = TYPESTORE.types[STRING](data=json.dumps(truth))
             writer.write(gt, ns, TYPESTORE.serialize_cdr(gt_msg, STRING))
             count += 1
@@ -116,13 +130,20 @@ def read_frames(bag: Path) -> list[Frame]:
     bag = Path(bag)
     if not bag.exists():
         raise BagError(f"no bag at {bag}; make one with `mtl-split make-bag`")
-    truth: dict[int, dict[str, int]] = {}
+    truth: dict[int, dict[str, Any]] = {}
+    label_images: list[tuple[int, str, np.ndarray]] = []
     camera: list[tuple[int, str, str, str, bytes]] = []
     with Reader(bag) as reader:
         for conn, _, raw in reader.messages():
             if conn.topic == topics.GROUND_TRUTH:
                 entry = json.loads(TYPESTORE.deserialize_cdr(raw, STRING).data)
-                truth[int(entry["stamp_ns"])] = {t: int(c) for t, c in entry["labels"].items()}
+                truth[int(entry["stamp_ns"])] = {
+                    **{t: int(c) for t, c in entry["labels"].items()},
+                    **{t: Boxes(np.array(b["xyxy"], np.float32).reshape(-1, 4), b["classes"])
+                       for t, b in entry.get("boxes", {}).items()}}
+            elif conn.topic.startswith(topics.GROUND_TRUTH + "/") and conn.msgtype == IMAGE:
+                msg = TYPESTORE.deserialize_cdr(raw, IMAGE)
+                label_images.append((to_ns(msg.header.stamp), conn.topic.rsplit("/", 1)[1], label_array(msg)))
             elif conn.msgtype in (IMAGE, COMPRESSED):
                 msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
                 ns = to_ns(msg.header.stamp)
@@ -130,7 +151,32 @@ def read_frames(bag: Path) -> list[Frame]:
     if not camera:
         raise BagError(f"{bag} has no sensor_msgs Image or CompressedImage messages")
     camera.sort(key=lambda c: c[0])
+    for ns, task, label in label_images:
+        truth.setdefault(ns, {})[task] = label
     return [Frame(ns, fid, topic, mt, raw, truth.get(ns, {})) for ns, fid, topic, mt, raw in camera]
+
+
+def truth_topic(task: str) -> str:
+    """Where a bag keeps a dense task's label images (mask mono8 / depth 32FC1)."""
+    return f"{topics.GROUND_TRUTH}/{task}"
+
+
+def label_image(label: np.ndarray, ns: int, frame_id: str):
+    """A mask (uint8 -> mono8) or depth (float32 metres -> 32FC1) as a rosbags Image."""
+    h, w = label.shape
+    encoding = "32FC1" if label.dtype.kind == "f" else "mono8"
+    data = np.ascontiguousarray(label.astype("<f4" if encoding == "32FC1" else np.uint8))
+    return TYPESTORE.types[IMAGE](header=_header(ns, frame_id), height=h, width=w, encoding=encoding,
+                                  is_bigendian=0, step=w * data.itemsize, data=data.view(np.uint8).reshape(-1))
+
+
+def label_array(msg) -> np.ndarray:
+    """The inverse of label_image."""
+    if msg.encoding not in ("mono8", "32FC1"):
+        raise BagError(f"a ground-truth image must be mono8 or 32FC1, got {msg.encoding!r}")
+    dtype = np.uint8 if msg.encoding == "mono8" else np.dtype("<f4")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    return rows[:, :msg.width * np.dtype(dtype).itemsize].copy().view(dtype).reshape(msg.height, msg.width)
 
 
 def decode_frame(frame: Frame):

@@ -16,6 +16,10 @@ import cv2
 import numpy as np
 
 from mtl_split_core.bundle import Manifest, load_manifest
+from mtl_split_core.dense import to_source
+from mtl_split_core.errors import MtlSplitError
+from mtl_split_core.preprocess import geometry
+from mtl_split_core.runtime import DenseResult
 
 from mtl_split_ros.launch_plan import LaunchArgs, plan
 
@@ -54,21 +58,49 @@ def _image_sizes(rgb: list[np.ndarray]) -> dict[str, int]:
     return {"raw_image": med(lambda im: im.nbytes), "jpeg90_image": med(jpeg(90)), "jpeg75_image": med(jpeg(75))}
 
 
-def _task_report(manifest: Manifest, frames: list[Frame], predicted: dict[int, dict[str, int]]) -> dict:
+def _task_report(manifest: Manifest, frames: list[Frame], predicted: dict[int, dict[str, Any]]) -> dict:
+    """Per task: accuracy, macro-F1 and confusion (classification), or the dense kind's
+    metrics (mtl_split_training.task_metrics, as in training: mIoU, AbsRel/RMSE, COCO mAP),
+    over the frames with both a label and a result, in the bag frames' pixels."""
     out = {}
     for task in manifest.tasks:
         pairs = [(f.labels[task.name], predicted[f.stamp_ns][task.name]) for f in frames
-                 if f.stamp_ns in predicted and task.name in f.labels]
+                 if task.name in predicted.get(f.stamp_ns, {}) and task.name in f.labels]
         if not pairs:
             continue
-        truth, pred = zip(*pairs)
-        out[task.name] = metrics.task_metrics(truth, pred, task.classes)
+        if not task.dense:
+            truth, pred = zip(*pairs)
+            out[task.name] = metrics.task_metrics(truth, pred, task.classes)
+            continue
+        try:
+            from mtl_split_training.task_metrics import meter_for
+        except ImportError as e:
+            raise MtlSplitError(f"scoring the dense task {task.name} needs torchmetrics ({e}); install "
+                                "requirements/training.txt (make setup)") from e
+        meter = meter_for(task)
+        sizes = [_label_size(f.labels) for f in frames if task.name in predicted.get(f.stamp_ns, {})
+                 and task.name in f.labels]
+        for (truth, pred), size in zip(pairs, sizes):
+            if task.kind == "detection":
+                meter.update(pred, truth, size)
+            else:
+                meter.update(pred, truth)
+        out[task.name] = {"kind": task.kind, **meter.result()}
     return out
 
 
-def _check_labels(manifest: Manifest, frames: list[Frame]) -> None:
-    from mtl_split_core.errors import MtlSplitError
+def _label_size(labels: dict[str, Any]) -> tuple[int, int]:
+    """(width, height) of a frame's dense labels (its image's size)."""
+    arrays = [v for v in labels.values() if isinstance(v, np.ndarray)]
+    return (arrays[0].shape[1], arrays[0].shape[0]) if arrays else (0, 0)
 
+
+def _in_frame(manifest: Manifest, value: Any, size: tuple[int, int]) -> Any:
+    """A dense result on the model input's grid -> on the bag frame's (width, height)."""
+    return to_source(value, geometry(*size, manifest.input), size)
+
+
+def _check_labels(manifest: Manifest, frames: list[Frame]) -> None:
     labelled = set().union(*(f.labels for f in frames))
     if not labelled & set(manifest.task_names):
         raise MtlSplitError(f"the bag labels {sorted(labelled) or 'nothing'}, the bundle predicts "
@@ -91,7 +123,9 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
         pred = server.predict(server.decode(enc)[None])[0]
         lat.append((time.perf_counter() - t) * 1e3)
         payload.append(len(enc.data))
-        predicted[f.stamp_ns] = {k: p.class_id for k, p in pred.items()}
+        size = (im.shape[1], im.shape[0])
+        predicted[f.stamp_ns] = {k: _in_frame(manifest, p.value, size) if isinstance(p, DenseResult) else p.class_id
+                                 for k, p in pred.items()}
     elapsed = time.perf_counter() - start
     extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": metrics.percentiles(lat)},
              "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(rgb),
@@ -108,24 +142,25 @@ def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tupl
     if opts.compressed and frames[0].msgtype != COMPRESSED:
         frames = [recompress(f) for f in frames]
     if opts.attach:
-        return _replay_live(opts, frames, None)
+        return _replay_live(opts, manifest, frames, None)
     with PrivateDomain():
         nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=frames[0].topic,
                                             namespace=opts.namespace,
                                             overrides={"edge": dict(opts.edge_params or {})}))
         with NodeProcesses(nodes, log_dir=opts.out / "logs") as procs:
-            return _replay_live(opts, frames, procs)
+            return _replay_live(opts, manifest, frames, procs)
 
 
-def _replay_live(opts: EvalOptions, frames: list[Frame], procs: NodeProcesses | None
-                 ) -> tuple[dict, dict[int, dict[str, int]]]:
+def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], procs: NodeProcesses | None
+                 ) -> tuple[dict, dict[int, dict[str, Any]]]:
     import os
 
     from .replay import replay
     from .replay_stats import end_to_end_ms, replay_stats
 
     started = time.time()
-    log = replay(opts.namespace, frames, opts.rate)
+    dense = [t for t in manifest.tasks if t.dense]
+    log = replay(opts.namespace, frames, opts.rate, dense=dense)
     if procs is not None:
         procs.check_alive()
     stats = replay_stats(log)
@@ -133,6 +168,11 @@ def _replay_live(opts: EvalOptions, frames: list[Frame], procs: NodeProcesses | 
     extra = {**stats, "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
              "replay_unix_s": [round(started, 3), round(time.time(), 3)], "e2e": end_to_end_ms(log)}
     predicted = {ns: {p.task: p.class_id for p in r.predictions} for ns, r in log.results.items()}
+    if dense:
+        first = _frames_rgb(frames[:1])[0]
+        size = (first.shape[1], first.shape[0])
+        for ns, results in log.dense.items():
+            predicted.setdefault(ns, {}).update({t: _in_frame(manifest, v, size) for t, v in results.items()})
     return extra, predicted
 
 
@@ -147,7 +187,8 @@ def evaluate(opts: EvalOptions) -> dict:
         "mode": mode, "bag": str(opts.bag), "bundle": str(opts.bundle), "model_id": manifest.model_id,
         "rate": "max" if opts.rate is None else opts.rate, "edge_params": opts.edge_params or {},
         "tasks": _task_report(manifest, frames, predicted), **extra,
-        "predictions": {str(ns): p for ns, p in predicted.items()}, "machine": report.machine(),
+        "predictions": {str(ns): {t: v for t, v in p.items() if isinstance(v, int)} for ns, p in predicted.items()},
+        "machine": report.machine(),
     }
     report.write(opts.out, result, e2e)
     return result

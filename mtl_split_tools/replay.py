@@ -7,10 +7,12 @@ when each frame went out and when its results came back (one clock: same machine
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtl_split_core import topics
+from mtl_split_core.bundle import TaskSpec
 from mtl_split_core.stamps import NS_PER_S, set_ns, to_ns
 
 from .bags import COMPRESSED, Frame, image_message
@@ -39,6 +41,7 @@ class ReplayLog:
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
     # Newest /diagnostics counters of each mtl_split node: where frames were dropped.
     node_counters: dict[str, dict[str, str]] = field(default_factory=dict)
+    dense: dict[int, dict[str, Any]] = field(default_factory=dict)  # stamp_ns -> {task: array / Boxes}
 
 
 class Replayer(DriverNode):
@@ -48,7 +51,8 @@ class Replayer(DriverNode):
     pay for deserializing every SharedFeatures here); replay(rate=None) needs it.
     """
 
-    def __init__(self, namespace: str, image_topic: str, image_type: str, watch_features: bool = True):
+    def __init__(self, namespace: str, image_topic: str, image_type: str, watch_features: bool = True,
+                 dense: Sequence[TaskSpec] = ()):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rclpy.serialization import deserialize_message
@@ -83,6 +87,23 @@ class Replayer(DriverNode):
         self.node.create_subscription(BackboneInfo, f"{ns}/{topics.BACKBONE_INFO}",
                                       lambda m: setattr(self, "info", m), latched)
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
+        for task in dense:  # dense results come on their own topics (and only when listened to)
+            self._listen_dense(task, f"{ns}/{topics.RESULTS}/{task.name}", reliable)
+
+    def _listen_dense(self, task: TaskSpec, topic: str, qos: Any) -> None:
+        from sensor_msgs.msg import Image
+
+        from mtl_split.msg import Detection2DArray
+        from mtl_split_ros.dense_results import detections_boxes, image_array
+
+        detection = task.kind == "detection"
+
+        def on_result(msg: Any) -> None:
+            ns = to_ns(msg.header.stamp)
+            if ns in self.log.sent_at:
+                self.log.dense.setdefault(ns, {})[task.name] = detections_boxes(msg) if detection else image_array(msg)
+
+        self.node.create_subscription(Detection2DArray if detection else Image, topic, on_result, qos)
 
     def _on_result(self, msg) -> None:
         ns = to_ns(msg.header.stamp)
@@ -162,12 +183,12 @@ class Replayer(DriverNode):
 
 
 def replay(namespace: str, frames: list[Frame], rate: float | None, desc: str = "replay",
-           ready_timeout: float = 60.0, leave: bool = True) -> ReplayLog:
+           ready_timeout: float = 60.0, leave: bool = True, dense: Sequence[TaskSpec] = ()) -> ReplayLog:
     """Warm up the running pipeline whose results appear in `namespace`, replay frames into
-    it with a progress bar, and return what came back."""
+    it with a progress bar, and return what came back (with the results of `dense` tasks)."""
     from tqdm import tqdm
 
-    with Replayer(namespace, frames[0].topic, frames[0].msgtype) as replayer:
+    with Replayer(namespace, frames[0].topic, frames[0].msgtype, dense=dense) as replayer:
         replayer.wait_ready(frames[0], timeout=ready_timeout)
         with tqdm(total=len(frames), desc=desc, unit="frame", leave=leave) as bar:
             replayer.replay(frames, rate, progress=bar)

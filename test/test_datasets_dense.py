@@ -203,3 +203,20 @@ def test_own_data_errors_are_one_clear_line(tmp_path, breakage, message):
         src = open_data(f"csv:{csv}", DataOptions(size=20))
         for i in range(2):
             src.split("train").sample(i)
+
+
+def test_bags_carry_masks_depth_and_boxes(tmp_path):
+    from mtl_split_tools.bags import read_frames, write_bag
+
+    src = _scenes(48, tasks=("shape", *DENSE))
+    split = src.split("test")
+    write_bag(tmp_path / "bag", (split.sample(i) for i in range(4)), {t.name: list(t.classes) for t in src.tasks}, 30.0)
+    frames = read_frames(tmp_path / "bag")
+    assert len(frames) == 4 and all(f.topic == "/camera/image_raw" for f in frames)  # labels are not cameras
+    for i, f in enumerate(frames):
+        truth = split.labels(i)
+        assert f.labels["shape"] == truth["shape"]
+        np.testing.assert_array_equal(f.labels["segmentation"], truth["segmentation"])
+        np.testing.assert_array_equal(f.labels["depth"], truth["depth"])
+        np.testing.assert_array_equal(f.labels["detection"].xyxy, truth["detection"].xyxy)
+        np.testing.assert_array_equal(f.labels["detection"].classes, truth["detection"].classes)

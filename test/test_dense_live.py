@@ -96,3 +96,28 @@ def test_vision_msgs_detections_where_vision_msgs_imports():
     [det] = theirs.detections
     assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == (7, 6, 10, 4)
     assert det.results[0].hypothesis.class_id == "b" and theirs.header.frame_id == "cam"
+
+
+def test_evaluate_scores_dense_tasks_and_live_equals_offline(tmp_path, dense_bundle):
+    from mtl_split_training.datasets import DataOptions, open_data
+    from mtl_split_tools.bags import write_bag
+    from mtl_split_tools.evaluate import EvalOptions, evaluate
+
+    src = open_data("scenes", DataOptions(size=48, test_size=12, tasks=("shape", "segmentation", "depth", "detection")))
+    split = src.split("test")
+    write_bag(tmp_path / "bag", (split.sample(i) for i in range(12)), {t.name: list(t.classes) for t in src.tasks},
+              30.0)
+    live = evaluate(EvalOptions(bundle=dense_bundle, bag=tmp_path / "bag", out=tmp_path / "live", rate=None))
+    offline = evaluate(EvalOptions(bundle=dense_bundle, bag=tmp_path / "bag", out=tmp_path / "off", offline=True))
+    assert live["frames"]["received"] == 12
+    for report in (live, offline):
+        assert {"miou", "pixel_accuracy", "iou"} <= set(report["tasks"]["segmentation"])
+        assert {"abs_rel", "rmse_m", "delta1"} <= set(report["tasks"]["depth"])
+        assert {"map", "map50"} <= set(report["tasks"]["detection"])
+        assert report["tasks"]["segmentation"]["frames"] == 12
+    assert live["predictions"] == offline["predictions"]
+    for task, keys in {"segmentation": ("miou", "pixel_accuracy"), "depth": ("abs_rel", "rmse_m", "delta1"),
+                       "detection": ("map", "map50", "detections")}.items():
+        for k in keys:
+            assert live["tasks"][task][k] == pytest.approx(offline["tasks"][task][k], rel=1e-5), (task, k)
+    assert "segmentation (segmentation) | miou" in (tmp_path / "live" / "summary.md").read_text()
