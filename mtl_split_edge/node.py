@@ -9,24 +9,34 @@ from typing import Any
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from mtl_split.msg import BackboneInfo, SharedFeatures
-from mtl_split_core import codec, topics
+from mtl_split_core import camera_messages, codec, topics
 from mtl_split_core.batching import BatchPolicy, BatchScheduler
-from mtl_split_core.errors import ImageError, MtlSplitError
-from mtl_split_core.imaging import to_array
+from mtl_split_core.errors import ImageError, ImageTooLarge, MtlSplitError
+from mtl_split_core.frame_losses import REPLACED, StreamLosses
+from mtl_split_core.imaging import decode
+from mtl_split_core.preprocess import Decoded
 from mtl_split_core.runtime import EdgeModel
+from mtl_split_core.stamps import set_ns, to_ns
 from mtl_split_ros import qos
 from mtl_split_ros.batch_timer import BatchTimer
-from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
+from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
 from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import EDGE
 
 COMPRESSED_SUFFIX = "/compressed"
 # Error kinds counted on /diagnostics as errors.<kind>.
 BAD_IMAGE = "bad_image"
+TOO_LARGE = "too_large"  # more pixels than max_pixels
 INFERENCE = "inference"
 UNHEARD = "unheard"  # frames published while no subscriber was matched
+DEACTIVATED = "deactivated"  # waiting for the other cameras when the node was deactivated
+# After activation, how long discovery has to find the cameras that were already publishing;
+# a camera first heard later started after the edge, and its unseen first frames are counted.
+DISCOVERY_GRACE_S = 2.0
+LOSSES_PERIOD_S = 0.25  # how often sequence gaps are classified (frame_losses.GAP_SETTLE_S)
 
 
 def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, type]]:
@@ -44,11 +54,27 @@ def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, typ
 
 @dataclass
 class CameraFrame:
-    """A converted camera image waiting for the backbone."""
+    """A decoded camera image waiting for the backbone."""
 
-    header: Any
-    image: np.ndarray
+    header: Header
+    image: Decoded
     convert_ms: float
+
+
+@dataclass
+class Camera:
+    """One camera subscription: its topic, message type and losses."""
+
+    topic: str
+    msgtype: str  # camera_messages.IMAGE or COMPRESSED
+    losses: StreamLosses
+
+
+def ros_header(header: Any) -> Header:
+    """A parsed (rosbags) header as the std_msgs/Header SharedFeatures carries."""
+    out = Header(frame_id=header.frame_id)
+    set_ns(out.stamp, to_ns(header.stamp))
+    return out
 
 
 class EdgeNode(ManagedNode):
@@ -63,6 +89,9 @@ class EdgeNode(ManagedNode):
         self._batch_timer: BatchTimer[CameraFrame] | None = None
         self._features_pub: Any = None
         self._info_pub: Any = None
+        self._cameras: list[Camera] = []
+        self._losses_timer: Any = None
+        self._settle_at: float | None = None  # when discovery has had its time (after activation)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -101,12 +130,23 @@ class EdgeNode(ManagedNode):
 
     @guarded
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        profile = qos.profile(self.params(), "image")
+        p = self.params()
+        profile = qos.profile(p, "image")
+        self._max_pixels = p["max_pixels"]
+        self._reduce_for = self._model.manifest.input if p["jpeg_reduced_decode"] else None
         for topic, msg_type in self._inputs:
-            gaps = SequenceGaps()
+            cam = Camera(topic, camera_messages.COMPRESSED if msg_type is CompressedImage else camera_messages.IMAGE,
+                         StreamLosses())
+            self._cameras.append(cam)
+            # Taken serialized and parsed in place: no copy of a multi-megabyte frame into Python objects.
             self._subs.append(self.create_subscription(
-                msg_type, topic, lambda msg, info, t=topic, g=gaps: self._on_image(msg, t, g(info)), profile,
-                event_callbacks=qos.subscription_events(self.diag.error, topic, "image")))
+                msg_type, topic, lambda raw, info, c=cam: self._on_image(raw, info, c), profile, raw=True,
+                event_callbacks=qos.subscription_events(
+                    self.diag.error, topic, "image",
+                    lost=lambda status, c=cam: self.diag.drops(c.losses.on_lost(status.total_count,
+                                                                                 time.monotonic())))))
+        self._settle_at = time.monotonic() + DISCOVERY_GRACE_S
+        self._losses_timer = self.create_timer(LOSSES_PERIOD_S, self._check_losses)
         self._info_pub.publish(self._backbone_info())
         self.get_logger().info("active: cameras " + ", ".join(
             f"{s.topic_name} ({t.__name__})" for s, (_, t) in zip(self._subs, self._inputs)))
@@ -116,10 +156,24 @@ class EdgeNode(ManagedNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
+        self._cameras.clear()
+        if self._losses_timer is not None:
+            self.destroy_timer(self._losses_timer)
+            self._losses_timer = None
         if self._batcher is not None:
-            self.diag.count(DROPPED, len(self._batcher.clear()))
+            self.diag.drop(DEACTIVATED, len(self._batcher.clear()))
             self._batch_timer.tick()  # nothing waits: stops the timer
         return super().on_deactivate(state)
+
+    def _check_losses(self) -> None:
+        now = time.monotonic()
+        settle = self._settle_at is not None and now >= self._settle_at
+        if settle:
+            self._settle_at = None
+        for cam in self._cameras:
+            if settle:  # discovery has had its time: the cameras publishing now were there before us
+                cam.losses.settle(bytes(i.endpoint_gid) for i in self.get_publishers_info_by_topic(cam.topic))
+            self.diag.drops(cam.losses.flush(now))
 
     def _release(self) -> None:
         for pub in (self._features_pub, self._info_pub):
@@ -132,18 +186,21 @@ class EdgeNode(ManagedNode):
     # --- frames ---------------------------------------------------------------------------
 
     @contained
-    def _on_image(self, msg: Any, topic: str, missed: int) -> None:
+    def _on_image(self, raw: bytes, info: dict[str, Any], cam: Camera) -> None:
         start = time.perf_counter()
         self.diag.count(FRAMES_IN)
-        self.diag.count(DROPPED, missed)
+        self.diag.drops(cam.losses.on_message(*sequence_id(info), time.monotonic()))
         try:
-            image = to_array(msg, self._model.manifest.input.encoding)
+            msg = camera_messages.parse(raw, cam.msgtype)
+            image = decode(msg, self._max_pixels, self._reduce_for)
         except ImageError as e:
-            self.diag.error(topic, BAD_IMAGE, f"frame dropped: {e}")
-            self.diag.count(DROPPED)
+            kind = TOO_LARGE if isinstance(e, ImageTooLarge) else BAD_IMAGE
+            self.diag.error(cam.topic, kind, f"frame dropped: {e}")
+            self.diag.drop(kind)
             return
-        frame = CameraFrame(msg.header, image, (time.perf_counter() - start) * 1e3)
-        self.diag.count(DROPPED, len(self._batcher.add(frame, topic)))
+        frame = CameraFrame(ros_header(msg.header), image, (time.perf_counter() - start) * 1e3)
+        # A newer frame of this camera replaces the one waiting for the other cameras.
+        self.diag.drop(REPLACED, len(self._batcher.add(frame, cam.topic)))
         self._batch_timer.tick()
 
     def _infer(self, frames: list[CameraFrame]) -> None:
@@ -152,7 +209,7 @@ class EdgeNode(ManagedNode):
             encoded = self._model([f.image for f in frames])
         except MtlSplitError as e:
             self.diag.error(self.get_name(), INFERENCE, f"{len(frames)} frame(s) dropped: {e}")
-            self.diag.count(DROPPED, len(frames))
+            self.diag.drop(INFERENCE, len(frames))
             return
         batch_ms = (time.perf_counter() - start) * 1e3
         # Features nobody receives (no server matched: stopped, or dead past its DDS lease)

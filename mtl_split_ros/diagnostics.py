@@ -4,7 +4,8 @@ cannot flood the log while every occurrence is still counted.
 
 Published keys (one DiagnosticStatus per node, named "mtl_split: <node>"):
   <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...);
-                       dropped = frames never processed (bad input, replaced while queued, lost)
+                       dropped = frames never processed, dropped.<reason> the same by reason
+                       (bad input, replaced while queued, lost in transport, ...)
   <counter>_hz         its rate over the last period
   <sample>_ms_mean/_p50/_max   e.g. compute_ms over the last period
   anything set with info() (model_id, backend, ...)
@@ -33,21 +34,11 @@ def error_key(kind: str) -> str:
     return f"{ERRORS}.{kind}"
 
 
-class SequenceGaps:
-    """Messages a subscription never saw, from each publisher's sequence numbers: a newer
-    message replaced them in a keep-last history (the point of depth 1: always the newest),
-    or best-effort delivery lost them. DDS reports neither, so count them here."""
-
-    def __init__(self) -> None:
-        self._last: dict[bytes, int] = {}  # publisher gid -> last sequence number seen
-
-    def __call__(self, info: Mapping[str, Any]) -> int:
-        seq, gid = info.get("publication_sequence_number"), info.get("publisher_gid")
-        if not seq or not gid:
-            return 0  # this RMW does not report them
-        last = self._last.get(gid["data"])
-        self._last[gid["data"]] = seq
-        return max(seq - last - 1, 0) if last is not None else 0
+def sequence_id(info: Mapping[str, Any]) -> tuple[int | None, bytes | None]:
+    """(publication sequence number, publisher gid) of a received message's MessageInfo, for
+    mtl_split_core.frame_losses; (None, None) where the RMW does not report them."""
+    gid = info.get("publisher_gid")
+    return info.get("publication_sequence_number"), gid["data"] if gid else None
 
 
 class Diagnostics:
@@ -68,6 +59,16 @@ class Diagnostics:
 
     def count(self, key: str, n: int = 1) -> None:
         self._counts[key] += n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """n frames the node will never turn into output: counted in `dropped` and `dropped.<reason>`."""
+        if n:
+            self.count(DROPPED, n)
+            self.count(f"{DROPPED}.{reason}", n)
+
+    def drops(self, counts: Mapping[str, int]) -> None:
+        for reason, n in counts.items():
+            self.drop(reason, n)
 
     def observe(self, key: str, value: float) -> None:
         self._samples[key].append(float(value))

@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter
 
 from mtl_split_core.errors import MtlSplitError
 
-from .diagnostics import DROPPED, Diagnostics
+from .diagnostics import Diagnostics
 from .params import NodeSpec, Param
 
 _TYPES = {
@@ -71,7 +71,7 @@ def contained(callback: Callable[..., None]) -> Callable[..., None]:
         except Exception as e:  # noqa: BLE001 - counted and logged, never silent
             self.diag.error(self.get_name(), INTERNAL, f"message dropped, unexpected {type(e).__name__}: {e}; "
                             f"please report this:\n{traceback.format_exc()}")
-            self.diag.count(DROPPED)
+            self.diag.drop(INTERNAL)
     return wrapper
 
 

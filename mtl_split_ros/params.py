@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtl_split_core.codec import DEFAULT_MAX_BYTES
+from mtl_split_core.image_header import DEFAULT_MAX_PIXELS
 from mtl_split_core.topics import DEFAULT_IMAGE_TOPIC
 
 # ROS parameter types used here (rcl_interfaces/ParameterType names, lower case).
@@ -100,6 +101,13 @@ EDGE = NodeSpec(
               "auto: compressed only for topics ending in /compressed.",
               ("auto", "raw", "compressed")),
         *qos_params("image", "the camera subscriptions", "best_effort", 1),
+        Param("max_pixels", DEFAULT_MAX_PIXELS, "integer",
+              "Largest camera frame (width x height) accepted. Checked before anything is decoded: "
+              "a raw Image's width and height, a JPEG/PNG's header; larger frames are dropped and "
+              "counted as errors.too_large (a small PNG claiming 20000x20000 costs microseconds)."),
+        Param("jpeg_reduced_decode", True, "bool",
+              "Decode JPEG frames at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the model "
+              "input is at least that much smaller, instead of decoding full size and shrinking."),
         # Depth 5: a reliable writer can only resend what its history still holds; with depth 1
         # a sample lost in transit under load is overwritten by the next one before the
         # retransmission (measured: 5-25% server-side gaps on a loaded 2-core machine).

@@ -47,8 +47,11 @@ def _incompatible(report: Report, topic: str, group: str, peer: str) -> Callable
     return callback
 
 
-def subscription_events(report: Report, topic: str, group: str) -> SubscriptionEventCallbacks:
-    return SubscriptionEventCallbacks(incompatible_qos=_incompatible(report, topic, group, "publisher"))
+def subscription_events(report: Report, topic: str, group: str,
+                        lost: Callable[[Any], None] | None = None) -> SubscriptionEventCallbacks:
+    """Incompatible QoS reported; `lost` gets DDS's sample-lost status (total_count) if given."""
+    return SubscriptionEventCallbacks(incompatible_qos=_incompatible(report, topic, group, "publisher"),
+                                      message_lost=lost)
 
 
 def publisher_events(report: Report, topic: str, group: str) -> PublisherEventCallbacks:

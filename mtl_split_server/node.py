@@ -20,7 +20,8 @@ from mtl_split_core.stamps import to_ns
 from mtl_split_ros import qos
 from mtl_split_ros.dense_results import DensePublishers, dense_publishers
 from mtl_split_ros.batch_timer import BatchTimer
-from mtl_split_ros.diagnostics import DROPPED, FRAMES_IN, FRAMES_OUT, SequenceGaps
+from mtl_split_core.frame_losses import StreamLosses
+from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
 from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import SERVER
 
@@ -126,7 +127,7 @@ class ServerNode(ManagedNode):
             self.destroy_timer(self._discovery_timer)
             self._discovery_timer = None
         if self._batcher is not None:
-            self.diag.count(DROPPED, len(self._batcher.clear()))
+            self.diag.drop("deactivated", len(self._batcher.clear()))
             self._batch_timer.tick()  # nothing waits: stops the timer
         for s in self._sources.values():
             self.destroy_subscription(s.sub)
@@ -163,9 +164,10 @@ class ServerNode(ManagedNode):
                                                           results_qos) for t in tasks if not t.dense},
             dense={t.name: dense_publishers(self, topic, t, results_qos, self._results_publisher)
                    for t in tasks if t.dense})
-        gaps = SequenceGaps()
+        losses = StreamLosses(gap_settle_s=0.0)  # no sample-lost events here: gaps count at once
         source.sub = self.create_subscription(
-            SharedFeatures, topic, lambda msg, info: self._on_features(msg, source, gaps(info)),
+            SharedFeatures, topic, lambda msg, info: self._on_features(
+                msg, source, losses.on_message(*sequence_id(info), time.monotonic())),
             qos.profile(p, "features"), event_callbacks=qos.subscription_events(self.diag.error, topic, "features"))
         # The edge's latched BackboneInfo beside its features: a model mismatch shows before any frame.
         info_topic = topic[: -len(topics.FEATURES)] + topics.BACKBONE_INFO
@@ -194,10 +196,10 @@ class ServerNode(ManagedNode):
     # --- frames ---------------------------------------------------------------------------
 
     @contained
-    def _on_features(self, msg: SharedFeatures, source: Source, missed: int) -> None:
+    def _on_features(self, msg: SharedFeatures, source: Source, missed: dict[str, int]) -> None:
         transport_ms = _ms_between(msg.sent, self.get_clock().now())
         self.diag.count(FRAMES_IN)
-        self.diag.count(DROPPED, missed)
+        self.diag.drops(missed)
         start = time.perf_counter()
         try:
             features = self._model.decode_message(msg)
@@ -208,12 +210,12 @@ class ServerNode(ManagedNode):
         now = time.perf_counter()
         item = Item(source, msg, features, now, transport_ms, (now - start) * 1e3)
         self.diag.observe("transport_ms", transport_ms)
-        self.diag.count(DROPPED, len(self._batcher.add(item, item.stream, source.topic)))
+        self.diag.drop("queue_full", len(self._batcher.add(item, item.stream, source.topic)))
         self._batch_timer.tick()
 
     def _drop(self, source: Source, kind: str, error: Exception) -> None:
         self.diag.error(source.topic, kind, f"frame dropped: {error}")
-        self.diag.count(DROPPED)
+        self.diag.drop(kind)
 
     def _run_batch(self, items: list[Item]) -> None:
         all_tasks = self._model.manifest.task_names
@@ -227,7 +229,7 @@ class ServerNode(ManagedNode):
             predictions = self._model.predict(np.stack([it.features for it in items]), tasks)
         except MtlSplitError as e:
             self.diag.error(self.get_name(), INFERENCE, f"{len(items)} frame(s) dropped: {e}")
-            self.diag.count(DROPPED, len(items))
+            self.diag.drop(INFERENCE, len(items))
             return
         heads_ms = (time.perf_counter() - start) * 1e3
         self.diag.observe("batch_size", len(items))

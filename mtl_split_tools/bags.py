@@ -21,16 +21,13 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2 import StoragePlugin
-from rosbags.typesys import Stores, get_typestore
 
 from mtl_split_core import topics
+from mtl_split_core.camera_messages import COMPRESSED, IMAGE, TYPESTORE, parse
 from mtl_split_core.dense import Boxes
 from mtl_split_core.errors import MtlSplitError
 from mtl_split_core.stamps import set_ns, to_ns
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
 STRING = "std_msgs/msg/String"
 JPEG_QUALITY = 90
 
@@ -181,4 +178,4 @@ def label_array(msg) -> np.ndarray:
 
 def decode_frame(frame: Frame):
     """The rosbags message of a frame (for offline evaluation)."""
-    return TYPESTORE.deserialize_cdr(frame.rawdata, frame.msgtype)
+    return parse(frame.rawdata, frame.msgtype)
