@@ -13,14 +13,15 @@ EfficientNet-B0 after it (1280x7x7 at 224 px), timm's last feature stage stops b
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from torch import nn
 
 from .errors import TrainingError
-
-SUPPORTED = ("mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0", "vgg16", "resnet18")
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,26 @@ def _atoms(model: nn.Module, ends: list[str]) -> list[tuple[str, nn.Module]]:
     return out[:last + 1]
 
 
-def build_stages(name: str, weights: str | Path | None = None) -> tuple[list[nn.Sequential], list[StageInfo]]:
-    """The feature extractor of timm model `name` as consecutive stages (random init or `weights`)."""
+Stages = tuple[list[nn.Sequential], list[StageInfo]]
+# name -> builder(local weights file or None) -> stages. The registered ones are tested; any
+# other timm CNN with feature_info is built by its timm name too.
+BACKBONES: Registry[Callable[[str | Path | None], Stages]] = Registry("backbone", "model.backbone")
+
+
+def build_stages(name: str, weights: str | Path | None = None) -> Stages:
+    """Backbone `name` as consecutive stages (random init or `weights`)."""
+    return BACKBONES.get(name)(weights) if name in BACKBONES else timm_stages(name, weights)
+
+
+def timm_stages(name: str, weights: str | Path | None = None) -> Stages:
+    """The feature extractor of timm model `name` as consecutive stages."""
     import timm
     from timm.models.efficientnet import EfficientNet
 
     try:
         model = timm.create_model(name, pretrained=False)
     except RuntimeError as e:  # timm: "Unknown model"
-        raise TrainingError(f"unknown backbone {name!r} ({e}); tested: {', '.join(SUPPORTED)}") from e
+        raise TrainingError(f"unknown backbone {name!r} ({e}); registered: {', '.join(BACKBONES)}") from e
     if weights is not None:
         load_weights(model, Path(weights))
     infos = [StageInfo(f["module"], int(f["num_chs"]), int(f["reduction"])) for f in model.feature_info]
@@ -71,6 +83,17 @@ def build_stages(name: str, weights: str | Path | None = None) -> tuple[list[nn.
         stages.append(nn.Sequential(OrderedDict(conv_head=model.conv_head, bn2=model.bn2)))
         infos.append(StageInfo("conv_head", int(model.num_features), infos[-1].reduction))
     return stages, infos
+
+
+for _name, _summary in (
+    ("mobilenetv3_small_100", "MobileNetV3-Small 1.0 (timm): the paper's light edge backbone, 576 channels at the end"),
+    ("mobilenetv3_large_100", "MobileNetV3-Large 1.0 (timm), 960 channels at the end"),
+    ("efficientnet_b0", "EfficientNet-B0 (timm) + its conv_head stage: 1280 channels at the end, "
+                        "as the paper splits it"),
+    ("vgg16", "VGG16 (timm): the paper's default, 512 channels at the end"),
+    ("resnet18", "ResNet-18 (timm), 512 channels at the end"),
+):
+    BACKBONES.add(_name, partial(timm_stages, _name), _summary)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

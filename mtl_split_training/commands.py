@@ -1,8 +1,11 @@
-"""`mtl-split train | export | compare | build-engine`: argument parsing only; torch is imported in func."""
+"""`mtl-split train | export | compare | build-engine | list`: argument parsing only; torch is
+imported in func."""
 from __future__ import annotations
 
 import argparse
+import importlib
 
+from .errors import TrainingError
 from .train_main import add_train_arguments, run_train
 
 
@@ -42,6 +45,34 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `mtl-split list` prints: name -> (module, its Registry).
+REGISTRIES = {
+    "backbones": ("mtl_split_training.backbones", "BACKBONES"),
+    "heads": ("mtl_split_training.heads", "HEADS"),
+    "weightings": ("mtl_split_training.weighting", "WEIGHTINGS"),
+    "datasets": ("mtl_split_training.datasets", "DATASETS"),
+}
+
+
+def _list(args: argparse.Namespace) -> int:
+    unknown = [w for w in args.what if w not in REGISTRIES]
+    if unknown:
+        raise TrainingError(f"nothing registered as {', '.join(unknown)}; use {', '.join(REGISTRIES)}")
+    for what in args.what or REGISTRIES:
+        module, attr = REGISTRIES[what]
+        try:
+            registry = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            print(f"{what}: listing them needs {e.name!r}, which this install lacks (`make setup` installs it)\n")
+            continue
+        print(f"{what} (chosen by {registry.chosen_by}):")
+        width = max(map(len, registry))
+        for entry in registry.entries():
+            print(f"  {entry.name:<{width}}  {entry.summary}")
+        print()
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train an MTL or STL run from a YAML config",
                                   description="Train an MTL or STL run (see docs/training.md).")
@@ -71,3 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--data", default=None,
                         help="dataset spec for int8 calibration (default: the one the bundle was trained on)")
     engine.set_defaults(func=_build_engine)
+
+    listing = subparsers.add_parser("list", help="list the registered backbones, heads, weightings and datasets",
+                                    description="Every name a training config or --data can use, with what it is.")
+    listing.add_argument("what", nargs="*", metavar="WHAT",
+                         help=f"only these registries: {', '.join(REGISTRIES)} (default: all)")
+    listing.set_defaults(func=_list)

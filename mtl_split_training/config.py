@@ -13,6 +13,7 @@ from mtl_split_core.bundle import InputSpec
 from .datasets import DataOptions
 from .errors import TrainingError
 from .models import ModelSpec
+from .weighting import WEIGHTINGS
 
 MODES = ("mtl", "stl")
 SCHEDULES = ("step", "cosine", "none")
@@ -46,7 +47,7 @@ class TrainConfig:
     schedule: str = "step"  # step | cosine | none
     step_size: int = 10  # StepLR period in epochs
     gamma: float = 0.1
-    weighting: str = "sum"  # sum | uncertainty | dwa | a torchjd aggregator (upgrad, mgda, pcgrad, ...)
+    weighting: str = "sum"  # a registered weighting (weighting.WEIGHTINGS): sum | uncertainty | dwa | upgrad | ...
     max_batches: int | None = None  # cap on batches per epoch (tests, smoke runs)
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -55,6 +56,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        WEIGHTINGS.get(self.weighting.lower())  # an unknown name fails here, naming the choices
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("train.epochs must be >= 1 and train.batch_size >= 2 (BatchNorm)")
 

@@ -1,11 +1,13 @@
-"""Task heads on the server's feature pyramid: the paper's flatten head and a size-agnostic
-pooled head for classification (on the deepest level), dense_heads for the dense kinds.
+"""Task heads on the server's feature pyramid, classification heads registered by name
+(`model.head`): the paper's flatten head and a size-agnostic pooled head (on the deepest
+level); dense_heads for the dense kinds.
 
 Every head takes the pyramid (finest level first); `raw` is what task_losses reads,
 `forward` the bundle's output layout (mtl_split_core.bundle.TASK_KINDS)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -13,8 +15,8 @@ from torch import nn
 from mtl_split_core.bundle import TaskSpec
 
 from .dense_heads import DenseHead
+from .registry import Registry
 
-HEAD_KINDS = ("paper", "pooled")
 HIDDEN = 256
 
 
@@ -28,20 +30,30 @@ class ClassificationHead(nn.Sequential):
         return {"logits": self(pyramid)}
 
 
+# name -> builder(deepest level's shape (C, H, W), number of classes) -> classification head
+HEADS: Registry[Callable[[tuple[int, ...], int], ClassificationHead]] = Registry("head", "model.head")
+
+
+@HEADS.register("paper", "flatten -> Linear 256 -> Dropout 0.1 -> ReLU -> Linear: MTL-Split's head "
+                         "(fixes the input size)")
+def paper_head(feature_shape: tuple[int, ...], num_classes: int) -> ClassificationHead:
+    return ClassificationHead(
+        nn.Flatten(), nn.Linear(math.prod(feature_shape), HIDDEN), nn.Dropout(0.1),
+        nn.ReLU(inplace=True), nn.Linear(HIDDEN, num_classes),
+    )
+
+
+@HEADS.register("pooled", "global average pool -> Linear 256 -> ReLU -> Linear (any input size)")
+def pooled_head(feature_shape: tuple[int, ...], num_classes: int) -> ClassificationHead:
+    return ClassificationHead(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(feature_shape[0], HIDDEN),
+        nn.ReLU(inplace=True), nn.Linear(HIDDEN, num_classes),
+    )
+
+
 def make_head(kind: str, feature_shape: tuple[int, ...], num_classes: int) -> ClassificationHead:
-    """paper: flatten -> Linear 256 -> Dropout 0.1 -> ReLU -> Linear (MTL-Split's head; fixes the
-    input size). pooled: global average pool -> Linear 256 -> ReLU -> Linear (any input size)."""
-    if kind == "paper":
-        return ClassificationHead(
-            nn.Flatten(), nn.Linear(math.prod(feature_shape), HIDDEN), nn.Dropout(0.1),
-            nn.ReLU(inplace=True), nn.Linear(HIDDEN, num_classes),
-        )
-    if kind == "pooled":
-        return ClassificationHead(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(feature_shape[0], HIDDEN),
-            nn.ReLU(inplace=True), nn.Linear(HIDDEN, num_classes),
-        )
-    raise ValueError(f"unknown head {kind!r}: use one of {', '.join(HEAD_KINDS)}")
+    """A registered classification head for a feature map of feature_shape."""
+    return HEADS.get(kind)(feature_shape, num_classes)
 
 
 def make_task_head(task: TaskSpec, kind: str, level_shapes: list[tuple[int, ...]], finest_stride: int,

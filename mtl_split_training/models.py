@@ -21,7 +21,7 @@ from mtl_split_core.bundle import InputSpec, TaskSpec
 from .backbones import StageInfo, build_stages, resolve_split
 from .bottleneck import BottleneckDecoder, BottleneckEncoder
 from .errors import TrainingError
-from .heads import HEAD_KINDS, make_task_head
+from .heads import HEADS, make_task_head
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
@@ -31,15 +31,15 @@ MODEL_META = "model.json"
 class ModelSpec:
     backbone: str = "mobilenetv3_small_100"
     split: int | str = -1  # last edge stage: index (negative from the end) or timm module name
-    head: str = "paper"  # paper | pooled
+    head: str = "paper"  # a registered head (heads.HEADS: paper, pooled)
     bottleneck: int | None = None  # channels of the learned int8 bottleneck, None = raw features
     input_size: int = 64
     weights: str | None = None  # local pretrained timm weights for the backbone; None = random init
     decoder_channels: int = 48  # width of each dense task's pyramid decoder
 
     def __post_init__(self) -> None:
-        if self.head not in HEAD_KINDS:
-            raise TrainingError(f"model.head must be one of {', '.join(HEAD_KINDS)}, got {self.head!r}")
+        if self.head not in HEADS:
+            raise TrainingError(f"model.head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.bottleneck is not None and not 1 <= int(self.bottleneck) <= 4096:
             raise TrainingError(f"model.bottleneck must be a channel count in 1..4096 or null, got {self.bottleneck}")
         if self.input_size < 16:

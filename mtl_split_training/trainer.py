@@ -123,7 +123,7 @@ class MemberTrainer:
     def _loader(self, split: str, train: bool) -> tuple[DataLoader, TorchImages]:
         cfg = self.cfg
         noise = cfg.data.salt_pepper if train else 0.0
-        dataset = self.source.torch_dataset(split, self.input_spec, salt_pepper=noise)
+        dataset = TorchImages(self.source.split(split), self.input_spec, salt_pepper=noise, seed=cfg.seed)
         if not train:
             return DataLoader(dataset, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.workers,
                               collate_fn=collate), dataset

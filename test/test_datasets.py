@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mtl_split_training.datasets import DataOptions, iter_labelled_images, open_data
+from mtl_split_core.dense import Boxes
+from mtl_split_training.datasets import DATASETS, DataOptions, iter_labelled_images, open_data
 from mtl_split_training.datasets.shapes_factors import FACTOR_SIZES, FACTORS, NUM_COMBINATIONS
 from mtl_split_training.datasets.shapes_render import renderer
 from mtl_split_training.errors import TrainingError
@@ -116,7 +117,7 @@ def test_torch_dataset_normalizes_with_the_manifest_stats():
     expected = (torch.from_numpy(split.image(0)).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(x, expected)
     assert labels == split.labels(0)
-    noisy = source.torch_dataset("train", spec, salt_pepper=0.1)
+    noisy = TorchImages(split, spec, salt_pepper=0.1)
     first = noisy[0][0]
     noisy.set_epoch(1)
     assert not torch.equal(first, noisy[0][0])
@@ -218,3 +219,37 @@ def test_csv_errors_are_clear(tmp_path):
     src = open_data(f"csv:{tmp_path / 'broken.csv'}", DataOptions(val_fraction=0, test_fraction=0))
     with pytest.raises(TrainingError, match="not a readable image"):
         src.split("train").image(0)
+
+
+# --- every registered dataset keeps the contract ---------------------------------------------
+
+def _example_spec(kind: str, tmp_path) -> str:
+    """A tiny spec of each registered kind; a new kind adds its example here."""
+    if kind in ("shapes", "scenes"):
+        return kind
+    if kind == "h5":
+        _write_h5(tmp_path / "3dshapes.h5")
+        return f"h5:{tmp_path / '3dshapes.h5'}"
+    if kind == "csv":
+        return f"csv:{_write_folder(tmp_path, split=False, n=20)}"
+    pytest.fail(f"dataset {kind!r} is registered but test_datasets has no example spec for it")
+
+
+@pytest.mark.parametrize("kind", DATASETS.names())
+def test_every_registered_dataset_gives_labelled_rgb_images(kind, tmp_path):
+    source = open_data(_example_spec(kind, tmp_path), _opts(train_size=6, val_size=3, test_size=3))
+    assert source.tasks
+    for name in ("train", "val", "test"):
+        split = source.split(name)
+        assert len(split) > 0
+        image, labels = split.sample(len(split) - 1)
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        assert set(labels) == {t.name for t in source.tasks}
+        for task in source.tasks:
+            label = labels[task.name]
+            if task.kind == "classification":
+                assert 0 <= int(label) < task.num_classes
+            elif task.kind == "detection":
+                assert isinstance(label, Boxes)
+            else:
+                assert label.shape == (32, 32)

@@ -7,8 +7,9 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 from mtl_split_core.bundle import TaskSpec  # noqa: E402
-from mtl_split_training.backbones import SUPPORTED, build_stages  # noqa: E402
+from mtl_split_training.backbones import BACKBONES, build_stages  # noqa: E402
 from mtl_split_training.errors import TrainingError  # noqa: E402
+from mtl_split_training.heads import HEADS  # noqa: E402
 from mtl_split_training.models import ModelSpec, SplitModel, count_parameters  # noqa: E402
 
 pytestmark = pytest.mark.training
@@ -19,7 +20,7 @@ PAPER_CHANNELS = {"mobilenetv3_small_100": 576, "mobilenetv3_large_100": 960, "e
                   "vgg16": 512, "resnet18": 512}
 
 
-@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("name", BACKBONES.names())
 def test_stages_compute_timm_forward_features(name):
     torch.manual_seed(0)
     stages, infos = build_stages(name)
@@ -31,6 +32,15 @@ def test_stages_compute_timm_forward_features(name):
         theirs = reference.forward_features(x)
     torch.testing.assert_close(ours, theirs)
     assert infos[-1].channels == PAPER_CHANNELS[name] == ours.shape[1]
+
+
+@pytest.mark.parametrize("head", HEADS.names())
+def test_every_head_gives_logits_per_task(head):
+    model = SplitModel(ModelSpec(head=head, input_size=32), TASKS)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert {t: tuple(v.shape) for t, v in out.items()} == {"a": (2, 2), "b": (2, 3)}
+    sum(v.sum() for v in out.values()).backward()
+    assert all(p.grad is not None for p in model.heads.parameters())
 
 
 def test_every_split_point_computes_the_same_function():

@@ -12,7 +12,8 @@ import torch.nn.functional as F  # noqa: E402
 from mtl_split_core.bundle import TaskSpec  # noqa: E402
 from mtl_split_training.errors import TrainingError  # noqa: E402
 from mtl_split_training.models import ModelSpec, SplitModel  # noqa: E402
-from mtl_split_training.weighting import DynamicWeightAverage, UncertaintyWeighting, make_weighting  # noqa: E402
+from mtl_split_training.weighting import (  # noqa: E402
+    WEIGHTINGS, DynamicWeightAverage, UncertaintyWeighting, make_weighting)
 
 pytestmark = pytest.mark.training
 TASKS = (TaskSpec("a", ("0", "1", "2")), TaskSpec("b", ("0", "1")))
@@ -24,27 +25,35 @@ def batch():
     return torch.randn(4, 3, 32, 32), {"a": torch.tensor([0, 1, 2, 0]), "b": torch.tensor([1, 0, 1, 0])}
 
 
-def _grads(weighting_name: str, batch) -> tuple[SplitModel, dict[str, torch.Tensor]]:
+@pytest.fixture(scope="module")
+def model():
     torch.manual_seed(0)
-    model = SplitModel(ModelSpec(input_size=32, head="pooled"), TASKS).eval()  # eval: no dropout/BN noise
+    return SplitModel(ModelSpec(input_size=32, head="pooled"), TASKS).eval()  # eval: no dropout/BN noise
+
+
+def _grads(weighting_name: str, batch, model: SplitModel) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
     weighting = make_weighting(weighting_name, [t.name for t in TASKS])
     images, labels = batch
     shared = model.shared(images)
     losses = {t.name: F.cross_entropy(h(shared), labels[t.name]) for t, h in zip(TASKS, model.heads)}
     weighting.backward(losses, shared, model)
-    return model, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    weights = weighting.weights()
+    assert set(weights) == {t.name for t in TASKS} and all(math.isfinite(w) for w in weights.values())
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("name", ["upgrad", "mgda", "pcgrad"])
-def test_torchjd_aggregators_fill_every_gradient(name, batch):
-    model, grads = _grads(name, batch)
+@pytest.mark.parametrize("name", WEIGHTINGS.names())
+def test_every_weighting_fills_every_gradient(name, batch, model):
+    grads = _grads(name, batch, model)
     assert set(grads) == {n for n, p in model.named_parameters() if p.requires_grad}
     assert all(torch.isfinite(g).all() for g in grads.values())
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if not n.startswith("heads."))
 
 
-def test_torchjd_mean_is_half_the_summed_shared_gradient(batch):
-    _, summed = _grads("sum", batch)
-    _, mean = _grads("mean", batch)
+def test_torchjd_mean_is_half_the_summed_shared_gradient(batch, model):
+    summed = _grads("sum", batch, model)
+    mean = _grads("mean", batch, model)
     for name, g in summed.items():
         expected = g if name.startswith("heads.") else g / 2  # heads: own gradient; shared: averaged rows
         torch.testing.assert_close(mean[name], expected, atol=1e-6, rtol=1e-4)

@@ -8,7 +8,7 @@ split for training.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -16,18 +16,9 @@ import numpy as np
 from mtl_split_core.bundle import RESIZE_MODES
 
 from ..errors import TrainingError
-from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, salt_and_pepper
-
-_Opener = Callable[[str, DataOptions], DataSource]
-
-
-def _openers() -> dict[str, _Opener]:
-    from .csv_images import open_csv
-    from .h5_shapes import open_h5
-    from .scenes import open_scenes
-    from .shapes import open_shapes
-
-    return {"shapes": open_shapes, "scenes": open_scenes, "h5": open_h5, "csv": open_csv}
+# Each registers its dataset kind; `mtl-split list` shows them in this order.
+from . import shapes, scenes, h5_shapes, csv_images  # noqa: F401, I001
+from .base import DATASETS, SPLITS, DataOptions, DataSource, Label, LabelledImages, salt_and_pepper
 
 
 class NoisyImages(LabelledImages):
@@ -48,17 +39,15 @@ class NoisyImages(LabelledImages):
 
 
 def open_data(spec: str, options: DataOptions | None = None) -> DataSource:
-    """`shapes`, `scenes`, `h5:PATH` or `csv:PATH` -> DataSource (tasks + train/val/test splits)."""
+    """A registered dataset spec (`shapes`, `scenes`, `h5:PATH`, `csv:PATH`, ...) -> DataSource
+    (tasks + train/val/test splits)."""
     options = options or DataOptions()
-    kind, _, _ = spec.partition(":")
-    openers = _openers()
-    if kind not in openers:
-        raise TrainingError(f"unknown dataset {spec!r}: use shapes, scenes, h5:PATH or csv:PATH")
+    opener = DATASETS.get(spec.partition(":")[0])
     if options.size < 16:
         raise TrainingError(f"image size must be at least 16, got {options.size}")
     if options.resize_mode not in RESIZE_MODES:
         raise TrainingError(f"resize_mode {options.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
-    source = openers[kind](spec, options)
+    source = opener(spec, options)
     if options.test_salt_pepper > 0:
         noisy = {name: NoisyImages(split, options.test_salt_pepper, options.seed)
                  for name, split in source.splits.items() if name != "train"}
@@ -86,4 +75,5 @@ def iter_labelled_images(
         yield images.sample(i)
 
 
-__all__ = ["SPLITS", "DataOptions", "DataSource", "Label", "LabelledImages", "open_data", "iter_labelled_images"]
+__all__ = ["DATASETS", "SPLITS", "DataOptions", "DataSource", "Label", "LabelledImages", "open_data",
+           "iter_labelled_images"]

@@ -9,9 +9,8 @@ measurement), detection a Boxes in pixels of the image.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,9 +18,7 @@ from mtl_split_core.bundle import InputSpec, TaskSpec
 from mtl_split_core.dense import Boxes
 
 from ..errors import TrainingError
-
-if TYPE_CHECKING:
-    from .torch_dataset import TorchImages
+from ..registry import Registry
 
 SPLITS = ("train", "val", "test")
 IGNORE = 255  # segmentation mask value of unlabelled pixels (not scored, not trained on)
@@ -85,11 +82,9 @@ class DataSource:
             raise TrainingError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
         return self.splits[name]
 
-    def torch_dataset(self, name: str, input_spec: InputSpec, salt_pepper: float = 0.0) -> "TorchImages":
-        """The split as a torch Dataset of (normalized 3xHxW tensor, {task: class index})."""
-        from .torch_dataset import TorchImages
 
-        return TorchImages(self.split(name), input_spec, salt_pepper=salt_pepper, seed=self.options.seed)
+# kind (the spec before the first ':') -> opener(spec, options); a summary shows the spec syntax.
+DATASETS: Registry[Callable[[str, DataOptions], DataSource]] = Registry("dataset", "data.spec / --data")
 
 
 def select_tasks(available: Sequence[TaskSpec], wanted: Sequence[str] | None, spec: str) -> tuple[TaskSpec, ...]:

@@ -12,7 +12,7 @@ import numpy as np
 from mtl_split_core.bundle import TaskSpec
 
 from ..errors import TrainingError
-from .base import SPLITS, DataOptions, DataSource, Label, LabelledImages, fit_square, seeded_split_indices
+from .base import DATASETS, SPLITS, DataOptions, DataSource, Label, LabelledImages, fit_square, seeded_split_indices
 from .csv_dense import DENSE_COLUMNS, DenseColumns
 
 IMAGE_COLUMN = "image"
@@ -81,6 +81,8 @@ class CsvSplit(LabelledImages):
         return out
 
 
+@DATASETS.register("csv", "csv:PATH - your labelled image folder: a CSV/TSV of image paths, a column per task "
+                          "(dense labels too)")
 def open_csv(spec: str, options: DataOptions) -> DataSource:
     path = Path(spec.partition(":")[2]).expanduser()
     if not path.is_file():

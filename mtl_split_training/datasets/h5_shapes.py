@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainingError
-from .base import DataOptions, DataSource, LabelledImages, fit_square, seeded_split_indices, select_tasks
+from .base import DATASETS, DataOptions, DataSource, LabelledImages, fit_square, seeded_split_indices, select_tasks
 from .shapes_factors import FACTOR_NAMES, FACTORS
 
 
@@ -55,6 +55,7 @@ class H5Split(LabelledImages):
         return {**self.__dict__, "_images": None}
 
 
+@DATASETS.register("h5", "h5:PATH - DeepMind's 3dshapes.h5 (480k 64x64 renders, 6 factors)")
 def open_h5(spec: str, options: DataOptions) -> DataSource:
     import h5py
 

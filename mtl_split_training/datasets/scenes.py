@@ -15,7 +15,7 @@ from mtl_split_core.bundle import TaskSpec
 from mtl_split_core.dense import Boxes
 
 from ..errors import TrainingError
-from .base import DataOptions, DataSource, Label, LabelledImages, select_tasks
+from .base import DATASETS, DataOptions, DataSource, Label, LabelledImages, select_tasks
 from .scenes_render import MAX_OBJECTS, SEMANTIC_CLASSES, SceneFrame, dense_renderer, sample_scene
 from .shapes_factors import FACTORS, HUES, SHAPE_NAMES
 
@@ -74,6 +74,8 @@ def _hue_pairs(ood_hues: tuple[int, ...]) -> dict[str, np.ndarray]:
     return {"train": inside, "val": inside, "test": pairs[held] if held.any() else inside}
 
 
+@DATASETS.register("scenes", "procedural multi-object rooms: semantic mask, metric depth, 2D boxes + the "
+                             "classification factors")
 def open_scenes(spec: str, options: DataOptions) -> DataSource:
     tasks = select_tasks(TASKS, options.tasks, spec)
     if options.ood_hues:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TrainingError
-from .base import DataOptions, DataSource, LabelledImages, select_tasks
+from .base import DATASETS, DataOptions, DataSource, LabelledImages, select_tasks
 from .shapes_factors import FACTOR_NAMES, FACTOR_SIZES, FACTORS, NUM_COMBINATIONS
 from .shapes_render import renderer
 
@@ -64,6 +64,8 @@ def _split_indices(options: DataOptions) -> dict[str, np.ndarray]:
     return splits
 
 
+@DATASETS.register("shapes", "procedural 3D-Shapes-like scenes rendered on the fly (480k factor combinations, "
+                             "6 classification tasks)")
 def open_shapes(spec: str, options: DataOptions) -> DataSource:
     tasks = select_tasks([f.task() for f in FACTORS], options.tasks, spec)
     if options.ood_hues:
