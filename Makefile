@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-runtime test demo bench clean
+.PHONY: setup setup-runtime test demo demo-dense bench clean
 setup:
 	bash scripts/setup.sh
 
@@ -16,6 +16,10 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/mtl-split demo
+
+# Dense perception (segmentation, depth, detection) on the split, end to end.
+demo-dense: setup
+	$(VENV)/bin/mtl-split demo --config training/configs/dense.yaml --name dense --frames 200
 
 clean:
 	rm -rf build runs models reports data/bags

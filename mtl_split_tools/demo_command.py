@@ -82,13 +82,21 @@ def run(args: argparse.Namespace) -> int:
           bag, redo)
     _step("4/4 replay the bag through real edge + server nodes over ROS 2 and measure",
           ["evaluate", "--bundle", str(bundle), "--bag", str(bag), "--out", str(out)], None, args.fresh)
+    if any(t.dense for t in manifest.tasks):
+        from .bags import read_frames
+        from .dense_figure import dense_figure
+
+        dense_figure(bundle, read_frames(bag), out / "dense_results.png")
     print_summary(json.loads((out / "report.json").read_text()), out, time.perf_counter() - started)
     return 0
 
 
 def print_summary(r: dict, out: Path, seconds: float) -> None:
     b, lat = r["bytes_per_frame"], r["latency_ms"]
-    rows = [(f"accuracy {t}", f"{m['accuracy']:.3f}  (macro-F1 {m['macro_f1']:.3f})") for t, m in r["tasks"].items()]
+    from .report import dense_summary
+
+    rows = [(f"{m['kind']} {t}", dense_summary(m)) if "kind" in m else
+            (f"accuracy {t}", f"{m['accuracy']:.3f}  (macro-F1 {m['macro_f1']:.3f})") for t, m in r["tasks"].items()]
     feat = b.get("features_message") or b.get("features_payload")
     rows += [
         ("bytes/frame sent (features)", f"{feat} B"),
