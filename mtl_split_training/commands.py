@@ -40,7 +40,10 @@ def _compare(args: argparse.Namespace) -> int:
         command += ["--set", item]
     if args.equal_compute:
         command.append("--equal-compute")
-    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command), args.equal_compute)
+    if args.seeds != 1:
+        command += ["--seeds", str(args.seeds)]
+    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command), args.equal_compute,
+                seeds=args.seeds)
     print((Path(args.out) / RESULTS_MD).read_text())
     return 0
 
@@ -89,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     compare.add_argument("--runs", default="runs/mtl_vs_stl", help="where the two runs go")
     compare.add_argument("--out", default="reports/mtl_vs_stl", help="results.json + results.md")
+    compare.add_argument("--seeds", type=int, default=1,
+                         help="train every model with this many seeds (the config's and the next ones): "
+                              "mean ± std and Delta_m over them")
     compare.add_argument("--reuse", action="store_true", help="reuse finished runs instead of retraining")
     compare.add_argument("--equal-compute", action="store_true",
                          help="also train MTL for epochs x tasks (as many images as all STL models together)")

@@ -120,17 +120,75 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def delta_m(mtl: dict[str, float], stl: dict[str, float], higher_better: dict[str, bool]) -> float:
+    """Delta_m (Maninis et al. 2019, as the MTL literature reports it): the mean over tasks of
+    the MTL model's relative gain over the single-task model, in percent, with the sign
+    flipped for metrics where lower is better (depth AbsRel)."""
+    gains = [(mtl[t] - stl[t]) / stl[t] * (1 if higher_better[t] else -1) for t in mtl]
+    return 100.0 * sum(gains) / len(gains)
+
+
+def _direction(runs: dict[str, Any]) -> dict[str, bool]:
+    from .task_metrics import SCORES
+
+    better = {name: higher for name, higher in SCORES.values()}
+    return {t: better[m.get("metric", "accuracy")] for t, m in runs["mtl"]["members"]["mtl"]["test"].items()}
+
+
+def aggregate(per_seed: list[dict[str, Any]], directions: dict[str, bool]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every task's test score (MTL, STL, MTL - STL)
+    and of Delta_m."""
+    import numpy as np
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+    tasks = [row["task"] for row in per_seed[0]["tasks"]]
+    rows = []
+    for k, task in enumerate(tasks):
+        mtl = [r["tasks"][k]["mtl_test_accuracy"] for r in per_seed]
+        stl = [r["tasks"][k]["stl_test_accuracy"] for r in per_seed]
+        rows.append({"task": task, "higher_is_better": directions[task], "mtl": stats(mtl), "stl": stats(stl),
+                     "mtl_minus_stl": stats([m - s for m, s in zip(mtl, stl)])})
+    deltas = [delta_m({row["task"]: row["mtl_test_accuracy"] for row in r["tasks"]},
+                      {row["task"]: row["stl_test_accuracy"] for row in r["tasks"]}, directions) for r in per_seed]
+    return {"seeds": [r["config"]["seed"] for r in per_seed], "tasks": rows, "delta_m_percent": stats(deltas),
+            "delta_m_per_seed": deltas}
+
+
+def aggregate_markdown(agg: dict[str, Any]) -> str:
+    n = len(agg["seeds"])
+    lines = [f"## Over {n} seed{'s' * (n != 1)} ({', '.join(map(str, agg['seeds']))}): test score, mean ± std", "",
+             "| task | MTL | STL | MTL - STL |", "|---|---|---|---|"]
+    for row in agg["tasks"]:
+        arrow = "" if row["higher_is_better"] else " (lower is better)"
+        cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in ("mtl", "stl", "mtl_minus_stl")]
+        lines.append(f"| {row['task']}{arrow} | " + " | ".join(cells) + " |")
+    d = agg["delta_m_percent"]
+    lines += ["", f"Delta_m (mean relative gain of MTL over STL, sign flipped where lower is better): "
+                  f"{d['mean']:+.2f}% ± {d['std']:.2f}%", ""]
+    return "\n".join(lines)
+
+
 def run_compare(config: str | Path, out: str | Path, runs: str | Path, overrides: list[str], reuse: bool,
-                command: str, equal_compute: bool = False) -> dict[str, Any]:
-    """Train (or reuse) the runs, write results.json + results.md to `out`."""
+                command: str, equal_compute: bool = False, seeds: int = 1) -> dict[str, Any]:
+    """Train (or reuse) the runs of `seeds` seeds (the config's seed and the next ones), write
+    results.json + results.md to `out`: per seed the table, over seeds mean ± std and Delta_m."""
     cfg, raw = load_config(config, overrides)
     runs, out = Path(runs), Path(out)
-    results = {"mtl": _train(raw, "mtl", runs / "mtl", reuse), "stl": _train(raw, "stl", runs / "stl", reuse)}
-    if equal_compute:
-        epochs = cfg.train.epochs * len(_task_specs(cfg))
-        results["mtl_equal"] = _train(raw, "mtl", runs / "mtl_equal", reuse, epochs=epochs)
-    result = summarize(raw, results, command=command)
+    per_seed, directions = [], {}
+    for seed in range(cfg.seed, cfg.seed + seeds):
+        seeded = {**raw, "seed": seed}
+        where = runs if seeds == 1 else runs / f"seed{seed}"
+        results = {"mtl": _train(seeded, "mtl", where / "mtl", reuse), "stl": _train(seeded, "stl", where / "stl", reuse)}
+        if equal_compute:
+            epochs = cfg.train.epochs * len(_task_specs(cfg))
+            results["mtl_equal"] = _train(seeded, "mtl", where / "mtl_equal", reuse, epochs=epochs)
+        per_seed.append(summarize(seeded, results, command=command))
+        directions = _direction(results)
+    result = {**per_seed[0], "per_seed": per_seed, "aggregate": aggregate(per_seed, directions)}
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_JSON).write_text(json.dumps(result, indent=2) + "\n")
-    (out / RESULTS_MD).write_text(to_markdown(result))
+    (out / RESULTS_MD).write_text(aggregate_markdown(result["aggregate"]) + "\n"
+                                  + "\n".join(to_markdown(r) for r in per_seed))
     return result

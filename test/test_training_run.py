@@ -84,3 +84,21 @@ def test_compare_writes_the_mtl_vs_stl_table(tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert "| shape |" in table and "mtl-split compare --config" in table
     assert "| edge parameters |" in capsys.readouterr().out
+
+
+def test_compare_over_seeds_reports_spread_and_delta_m(tmp_path):
+    from mtl_split_training.compare import delta_m
+
+    # Delta_m: +10% on a higher-is-better task, AbsRel 0.10 -> 0.11 (10% worse) on a lower-is-better one.
+    assert delta_m({"a": 0.55, "d": 0.11}, {"a": 0.5, "d": 0.10}, {"a": True, "d": False}) == pytest.approx(0.0)
+    out = tmp_path / "report"
+    assert main(["compare", "--config", TINY, "--runs", str(tmp_path / "runs"), "--out", str(out),
+                 "--set", "train.max_batches=1", "--seeds", "2"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    agg = result["aggregate"]
+    assert agg["seeds"] == [0, 1] and len(result["per_seed"]) == 2 and len(agg["delta_m_per_seed"]) == 2
+    assert (tmp_path / "runs" / "seed1" / "stl" / "scale" / "model.safetensors").is_file()
+    row = agg["tasks"][0]
+    scores = [r["tasks"][0]["mtl_test_accuracy"] for r in result["per_seed"]]
+    assert row["mtl"]["mean"] == pytest.approx(sum(scores) / 2)
+    assert "± " in (out / "results.md").read_text() and "Delta_m" in (out / "results.md").read_text()
