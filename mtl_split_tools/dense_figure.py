@@ -17,6 +17,8 @@ from mtl_split_core.runtime import DenseResult, EdgeModel, ServerModel
 
 from .bags import Frame, decode_frame
 
+FIGURE_SCORE = 0.3  # boxes drawn (the published ones go down to mtl_split_core.dense.SCORE_THRESHOLD)
+
 
 def _draw_boxes(ax: Any, boxes: Boxes, classes: tuple[str, ...], colour: str, dashed: bool) -> None:
     from matplotlib.patches import Rectangle
@@ -57,7 +59,10 @@ def dense_figure(bundle: Path, frames: list[Frame], out: Path, count: int = 4) -
             truth = frame.labels.get(tasks["detection"].name)
             if truth is not None:
                 _draw_boxes(row[0], truth, tasks["detection"].classes, "white", dashed=True)
-            _draw_boxes(row[0], pred["detection"], tasks["detection"].classes, "yellow", dashed=False)
+            shown = pred["detection"]
+            keep = shown.scores >= FIGURE_SCORE
+            _draw_boxes(row[0], Boxes(shown.xyxy[keep], shown.classes[keep], shown.scores[keep]),
+                        tasks["detection"].classes, "yellow", dashed=False)
         col = 1
         for kind, cmap, vmax in (("segmentation", "tab10", 9), ("depth", "viridis", depth_max)):
             if kind not in tasks:
@@ -73,7 +78,8 @@ def dense_figure(bundle: Path, frames: list[Frame], out: Path, count: int = 4) -
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{manifest.model_id}: dense results (boxes: yellow predicted, white dashed true; "
+    fig.suptitle(f"{manifest.model_id}: dense results (boxes: yellow predicted with score >= {FIGURE_SCORE}, "
+                 f"white dashed true; "
                  f"depth 0-{depth_max:.0f} m)", fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
