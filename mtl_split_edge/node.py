@@ -2,6 +2,7 @@
 subscribes to the cameras, deactivate/cleanup release them. Numerics are EdgeModel's."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,13 @@ class EdgeNode(ManagedNode):
         for key, value in [("model_id", m.manifest.model_id), ("backbone", m.manifest.backbone),
                            ("backend", m.backend.name), ("dtype", m.dtype), ("codec", m.codec)]:
             self.diag.info(key, value)
+        profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+        self.diag.info("dds_profile", profile or "default")
+        if not profile and os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps"):
+            self.get_logger().warning(
+                "no Fast DDS profile: camera frames over ~1 MB from another process may be lost in transport "
+                "(counted as dropped.transport); start with `mtl-split launch` / the launch files, or export "
+                "FASTDDS_DEFAULT_PROFILES_FILE=<mtl_split>/config/fastdds/nodes.xml (docs/nodes.md)")
         self.get_logger().info(
             f"configured: model {m.manifest.model_id} ({m.manifest.backbone}, split {m.manifest.split_point}), "
             f"backend {m.backend_reason}; features {m.dtype}/{m.codec} on "

@@ -19,6 +19,12 @@ from mtl_split_core import topics
 from .params import NODES, NodeSpec
 
 LAUNCHES = ("pipeline", "edge", "server")
+# Fast DDS reads its XML profile from these (3.x: Kilted and later; 2.x: Humble, Jazzy).
+DDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+# The profiles in config/fastdds: "nodes" for the edge and server, "camera" for a process that
+# publishes camera frames (see the comments in the XML files for what each sets and why).
+DDS_PROFILES = ("nodes", "camera")
+NO_DDS_PROFILE = "none"  # leave the environment's profile alone
 # Parameters the YAML files in config/ carry (the rest are per-deployment launch arguments).
 _NOT_IN_CONFIG = {"bundle"}
 
@@ -34,6 +40,7 @@ class LaunchArgs:
     params_file: str = ""  # extra YAML applied after config/<node>.yaml
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node key -> {param: value}
     remaps: dict[str, str] = field(default_factory=dict)  # topic remappings of every node, from -> to
+    dds_profile: str = "nodes"  # one of DDS_PROFILES, an XML file, or NO_DDS_PROFILE
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class PlannedNode:
     params_files: tuple[str, ...]
     parameters: dict[str, Any]
     remaps: tuple[tuple[str, str], ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # set in the node's process
 
     def ros_args(self) -> list[str]:
         args = ["--ros-args", "-r", f"__node:={self.spec.name}"]
@@ -78,6 +86,18 @@ def config_dir() -> Path:
     return Path(get_package_share_directory("mtl_split")) / "config"
 
 
+def dds_environment(profile: str) -> dict[str, str]:
+    """The environment that makes Fast DDS load `profile` (a name in DDS_PROFILES or a file);
+    empty for NO_DDS_PROFILE."""
+    if profile in ("", NO_DDS_PROFILE):
+        return {}
+    path = config_dir() / "fastdds" / f"{profile}.xml" if profile in DDS_PROFILES else Path(profile).expanduser()
+    if not path.is_file():
+        raise ValueError(f"DDS profile {profile!r}: no file {path} (use {', '.join(DDS_PROFILES)}, "
+                         f"an XML file, or {NO_DDS_PROFILE})")
+    return {name: str(path.resolve()) for name in DDS_PROFILE_VARIABLES}
+
+
 def config_yaml(key: str) -> str:
     """config/<key>.yaml generated from params.py: every tunable parameter at its default."""
     spec = NODES[key]
@@ -94,6 +114,7 @@ def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
     if launch not in LAUNCHES:
         raise ValueError(f"unknown launch {launch!r}: use one of {', '.join(LAUNCHES)}")
     keys = ["edge", "server"] if launch == "pipeline" else [launch]
+    environment = tuple(dds_environment(args.dds_profile).items())
     nodes = []
     for key in keys:
         files = [str(config_dir() / f"{key}.yaml")] + ([args.params_file] if args.params_file else [])
@@ -105,7 +126,7 @@ def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
         if unknown:
             raise ValueError(f"{NODES[key].name} has no parameter(s) {', '.join(sorted(unknown))}")
         nodes.append(PlannedNode(key, NODES[key], args.namespace, tuple(files), parameters,
-                                 tuple(args.remaps.items())))
+                                 tuple(args.remaps.items()), environment))
     return nodes
 
 

@@ -15,6 +15,8 @@ ARGUMENTS = {
     "namespace": ("", "namespace of the nodes, e.g. /robot_a"),
     "backend": ("auto", "auto | tensorrt | onnxruntime"),
     "params_file": ("", "YAML parameters applied after config/<node>.yaml"),
+    "dds_profile": ("nodes", "Fast DDS profile of the nodes: nodes (config/fastdds/nodes.xml, for camera "
+                             "frames up to 12 MP), an XML file, or none (keep the environment's)"),
 }
 
 
@@ -32,7 +34,7 @@ def describe(launch: str):
         return [
             Node(package="mtl_split", executable=n.spec.executable, name=n.spec.name,
                  namespace=n.namespace or None, parameters=[*n.params_files, n.parameters],
-                 remappings=list(n.remaps),
+                 remappings=list(n.remaps), additional_env=dict(n.environment),
                  output="screen", emulate_tty=True)
             for n in plan(launch, LaunchArgs(**value))
         ]

@@ -34,9 +34,13 @@ class PrivateDomain:
         self._saved: dict[str, str | None] = {}
 
     def variables(self) -> dict[str, str | None]:
-        """The environment of a private run (None: unset)."""
+        """The environment of a private run (None: unset). This process publishes the camera
+        frames of the run, so it loads the camera DDS profile; the nodes it starts get theirs
+        from their launch plan."""
+        from mtl_split_ros.launch_plan import dds_environment
+
         return {"ROS_DOMAIN_ID": str(self.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "ROS_STATIC_PEERS": None}
+                "ROS_STATIC_PEERS": None, **dds_environment("camera")}
 
     def apply(self) -> "PrivateDomain":
         for name, value in self.variables().items():

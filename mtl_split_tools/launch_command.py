@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a parameter, e.g. -p edge.dtype=int8 -p server.max_batch=4")
     p.add_argument("-r", "--remap", action="append", default=[], metavar="FROM:=TO",
                    help="remap a topic of every node, as `ros2 run ... -r FROM:=TO` does")
+    p.add_argument("--dds-profile", default="nodes", metavar="nodes|FILE|none",
+                   help="Fast DDS profile of the nodes (default: config/fastdds/nodes.xml, for camera frames "
+                        "up to 12 MP; none keeps your environment's)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                              namespace=args.namespace, backend=args.backend,
                                              params_file=args.params_file,
                                              overrides=parse_overrides(args.param),
-                                             remaps=parse_remaps(args.remap)))
+                                             remaps=parse_remaps(args.remap), dds_profile=args.dds_profile))
     except ValueError as e:
         raise MtlSplitError(str(e)) from e
     stopping = False
@@ -79,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     procs = NodeProcesses(nodes).start()
-    print(f"mtl-split launch {args.launch}: started {', '.join(procs.procs)}; Ctrl-C stops", flush=True)
+    profile = dict(nodes[0].environment).get("FASTDDS_DEFAULT_PROFILES_FILE", "the environment's")
+    print(f"mtl-split launch {args.launch}: started {', '.join(procs.procs)} (DDS profile {profile}); "
+          "Ctrl-C stops", flush=True)
     while not stopping and not procs.dead():
         time.sleep(0.2)
     dead = procs.dead()

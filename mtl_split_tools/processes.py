@@ -26,9 +26,10 @@ class ChildProcess:
     """One process. Its output goes to log_path, or with none to our stdout, each line
     prefixed with `[label] `."""
 
-    def __init__(self, label: str, command: list[str], log_path: Path | None = None) -> None:
+    def __init__(self, label: str, command: list[str], log_path: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.label, self.command, self.log_path = label, command, log_path
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log: IO | None = None
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,16 +110,17 @@ class NodeProcesses:
         self.nodes.append(node)
         return self._start(node)
 
-    def run(self, label: str, command: list[str]) -> ChildProcess:
-        """Start a helper process that is not a node of the plan (e.g. the link relay)."""
+    def run(self, label: str, command: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        """Start a helper process that is not a node of the plan (e.g. the link relay), with
+        `env` added to ours."""
         label = self._unique(label)
         log = self.log_dir / f"{label.replace(':', '_')}.log" if self.log_dir is not None else None
-        self.procs[label] = ChildProcess(label, command, log)
+        self.procs[label] = ChildProcess(label, command, log, env)
         return self.procs[label]
 
     def _start(self, node: PlannedNode) -> ChildProcess:
         label = f"{node.key}{node.namespace.replace('/', ':')}" if node.namespace else node.key
-        return self.run(label, node.command(self.python))
+        return self.run(label, node.command(self.python), dict(node.environment))
 
     def _unique(self, label: str) -> str:
         n, unique = 1, label

@@ -60,3 +60,24 @@ def test_launch_files_use_the_shared_plan(name):
     funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert funcs == ["generate_launch_description"]
     assert f'describe("{name}")' in source
+
+
+def test_nodes_get_the_shipped_dds_profile_unless_told_otherwise(tmp_path):
+    from xml.etree import ElementTree
+
+    from mtl_split_ros.launch_plan import DDS_PROFILE_VARIABLES, DDS_PROFILES, dds_environment
+
+    for name in DDS_PROFILES:  # valid XML that Fast DDS 2 and 3 read (both variables set)
+        env = dds_environment(name)
+        assert set(env) == set(DDS_PROFILE_VARIABLES) and len(set(env.values())) == 1
+        root = ElementTree.parse(env[DDS_PROFILE_VARIABLES[0]]).getroot()
+        assert root.find(".//{http://www.eprosima.com}segment_size") is not None
+    [edge, server] = plan("pipeline", LaunchArgs(bundle="/b"))
+    assert dict(edge.environment) == dict(server.environment) == dds_environment("nodes")
+    assert plan("edge", LaunchArgs(bundle="/b", dds_profile="none"))[0].environment == ()
+    own = tmp_path / "mine.xml"
+    own.write_text("<dds/>")
+    assert dict(plan("edge", LaunchArgs(bundle="/b", dds_profile=str(own)))[0].environment) == {
+        v: str(own) for v in DDS_PROFILE_VARIABLES}
+    with pytest.raises(ValueError, match="DDS profile"):
+        plan("edge", LaunchArgs(bundle="/b", dds_profile="/no/such.xml"))
