@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "video": ("mtl_split_bench.video", "30 Hz camera through the live nodes: FPS, latency, drops, QoS depth 1 vs 10"),
     "network": ("mtl_split_bench.network", "live pipeline over an emulated 3G/4G/Wi-Fi link with loss: latency, FPS"),
     "pipeline": ("mtl_split_bench.pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
+    "dense": ("mtl_split_bench.dense", "dense split: bytes/frame vs mIoU, AbsRel, mAP for split points and widths, vs JPEG-90"),
     "soak": ("mtl_split_bench.soak", "live pipeline for --minutes at --rate Hz: RSS growth, every frame accounted for"),
 }
 

@@ -139,3 +139,16 @@ def test_dense_mtl_trains_with_any_weighting(tmp_path, weighting):
     assert member["test"]["depth"]["metric"] == "abs_rel" and member["test"]["depth"]["abs_rel"] > 0
     assert member["test"]["detection"]["metric"] == "map50"
     assert all(np.isfinite(v) for v in member["epochs"][0]["train_loss_per_task"].values())
+
+
+def test_bench_dense_measures_bytes_metrics_and_compute(dense_bundle):
+    from mtl_split_bench.dense import measure
+    from mtl_split_training.datasets import DataOptions, open_data
+
+    split = open_data("scenes", DataOptions(size=32, test_size=3, tasks=("segmentation", "depth", "detection"))
+                      ).split("test")
+    samples = [split.sample(i) for i in range(3)]
+    row = measure(dense_bundle, [s[0] for s in samples], [s[1] for s in samples])
+    assert row["split_shape"] == [4, 2, 2] and row["wire"] == "int8/zstd" and 0 < row["bytes_per_frame"] < 64
+    assert {"segmentation_miou", "depth_abs_rel", "detection_map50"} <= set(row)
+    assert row["edge_ms"] > 0 and row["server_ms"] > 0
