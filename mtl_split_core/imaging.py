@@ -49,6 +49,14 @@ def decode(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_for: InputSpec
     return _raw(msg, max_pixels)
 
 
+def frame_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of an Image or CompressedImage without decoding it."""
+    if is_compressed(msg):
+        header = read_header(np.frombuffer(msg.data, np.uint8))
+        return header.width, header.height
+    return int(msg.width), int(msg.height)
+
+
 def to_array(msg: Any, encoding: str = "rgb8", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image or CompressedImage -> contiguous full-resolution (H, W, 3) uint8 in `encoding`
     (rgb8 or bgr8); 16-bit images are scaled to 8 bits. For tools that need whole frames."""

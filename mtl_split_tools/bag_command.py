@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="shapes", help="shapes | h5:PATH | csv:PATH (default: shapes)")
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--rate", type=float, default=30.0, help="camera rate in Hz (message stamps)")
-    p.add_argument("--size", type=int, default=224, help="square image size in pixels")
+    p.add_argument("--size", default="224",
+                   help="frame size: N (N x N) or WIDTHxHEIGHT, e.g. 1920x1080 (a square frame of the dataset "
+                        "at the shorter side, its edges carried on to the full width)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--tasks", help="comma-separated tasks to label (default: all of the dataset)")
     p.add_argument("--seed", type=int, default=0)
@@ -31,16 +33,17 @@ def run(args: argparse.Namespace) -> int:
 
     from mtl_split_training.datasets import DataOptions, open_data
 
-    from .bags import write_bag
+    from .bags import parse_size, widen, write_bag
 
     tasks = tuple(args.tasks.split(",")) if args.tasks else None
-    source = open_data(args.data, DataOptions(size=args.size, tasks=tasks, seed=args.seed))
+    width, height = parse_size(args.size)
+    source = open_data(args.data, DataOptions(size=min(width, height), tasks=tasks, seed=args.seed))
     images = source.split(args.split)
     n = min(args.frames, len(images))
-    frames = (images.sample(i) for i in range(n))
+    frames = (widen(*images.sample(i), width, height) for i in range(n))
     classes = {t.name: list(t.classes) for t in source.tasks}
     count = write_bag(args.out, tqdm(islice(frames, n), total=n, desc="make-bag", unit="frame"), classes,
                       args.rate, args.compressed, args.storage, args.camera_topic)
-    print(f"wrote {count} frames ({'jpeg' if args.compressed else 'rgb8'} {args.size}x{args.size}, "
+    print(f"wrote {count} frames ({'jpeg' if args.compressed else 'rgb8'} {width}x{height}, "
           f"{args.rate:g} Hz, {args.storage}) + ground truth to {args.out}")
     return 0

@@ -14,8 +14,8 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,6 +69,40 @@ def image_message(rgb: np.ndarray, ns: int, frame_id: str, compressed: bool):
     h, w, _ = rgb.shape
     return TYPESTORE.types[IMAGE](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
                                   step=w * 3, data=np.ascontiguousarray(rgb).reshape(-1))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """--size: "224" (square) or "1920x1080" (width x height) -> (width, height)."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h) if sep else int(w))
+    except ValueError:
+        size = (0, 0)
+    if min(size) < 16:
+        raise BagError(f"--size {text!r}: use N (a square N x N) or WIDTHxHEIGHT, e.g. 1920x1080, at least 16")
+    return size
+
+
+def widen(rgb: np.ndarray, labels: dict[str, Any], width: int, height: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """A square dataset frame (rendered at min(width, height)) -> a width x height camera frame:
+    the sides are the frame's own edge pixels carried on (floor and wall go on, nothing is
+    duplicated), so every label stays true; dense labels are carried on the same way and
+    boxes shifted."""
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb, labels
+    if w != h or min(width, height) != w:
+        raise BagError(f"cannot widen a {w}x{h} frame to {width}x{height}")
+    left, top = (width - w) // 2, (height - h) // 2
+    pads = (top, height - h - top, left, width - w - left)
+    out = {}
+    for task, label in labels.items():
+        if isinstance(label, Boxes):
+            label = Boxes(label.xyxy + np.array([left, top, left, top], np.float32), label.classes, label.scores)
+        elif isinstance(label, np.ndarray):
+            label = cv2.copyMakeBorder(label, *pads, cv2.BORDER_REPLICATE)
+        out[task] = label
+    return cv2.copyMakeBorder(rgb, *pads, cv2.BORDER_REPLICATE), out
 
 
 def write_bag(

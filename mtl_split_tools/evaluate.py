@@ -42,16 +42,18 @@ class EvalOptions:
     limit: int | None = None
 
 
-def _frames_rgb(frames: list[Frame]) -> list[np.ndarray]:
+# Frames whose own raw/JPEG size is measured (decoded one at a time: HD bags are large).
+SIZE_SAMPLE = 20
+
+
+def _image_sizes(frames: list[Frame]) -> dict[str, int]:
+    """Median bytes/frame of the camera image itself, raw and as JPEG: the paper's baseline."""
     from mtl_split_core.imaging import to_array
 
-    return [to_array(decode_frame(f), "rgb8") for f in frames]
+    picked = frames[:: max(1, len(frames) // SIZE_SAMPLE)][:SIZE_SAMPLE]
 
-
-def _image_sizes(rgb: list[np.ndarray]) -> dict[str, int]:
-    """Median bytes/frame of the camera image itself, raw and as JPEG: the paper's baseline."""
     def med(fn) -> int:
-        return int(np.median([fn(im) for im in rgb]))
+        return int(np.median([fn(to_array(decode_frame(f), "rgb8")) for f in picked]))
 
     jpeg = lambda q: lambda im: len(cv2.imencode(".jpg", cv2.cvtColor(im, cv2.COLOR_RGB2BGR),
                                                  [cv2.IMWRITE_JPEG_QUALITY, q])[1])
@@ -110,25 +112,29 @@ def _check_labels(manifest: Manifest, frames: list[Frame]) -> None:
 def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
     from mtl_split_core.runtime import EdgeModel, ServerModel
 
-    edge_kw = dict(opts.edge_params or {})
-    edge = EdgeModel(opts.bundle, dtype=edge_kw.get("dtype") or None, codec_name=edge_kw.get("codec") or None,
-                     per_channel=bool(edge_kw.get("per_channel", False)))
+    from mtl_split_core.imaging import decode, frame_size
+    from mtl_split_ros.params import EDGE
+
+    edge_kw = {**EDGE.defaults(), **(opts.edge_params or {})}
+    edge = EdgeModel(opts.bundle, dtype=edge_kw["dtype"] or None, codec_name=edge_kw["codec"] or None,
+                     per_channel=bool(edge_kw["per_channel"]))
     server = ServerModel(opts.bundle)
-    rgb = _frames_rgb(frames)
+    reduce_for = manifest.input if edge_kw["jpeg_reduced_decode"] else None
     start = time.perf_counter()
     payload, lat, predicted = [], [], {}
-    for f, im in zip(frames, rgb):
+    for f in frames:  # decoded one at a time, as the edge decodes them
+        msg = decode_frame(f)
         t = time.perf_counter()
-        enc = edge([im])[0]
+        enc = edge([decode(msg, edge_kw["max_pixels"], reduce_for)])[0]
         pred = server.predict(server.decode(enc)[None])[0]
         lat.append((time.perf_counter() - t) * 1e3)
         payload.append(len(enc.data))
-        size = (im.shape[1], im.shape[0])
+        size = frame_size(msg)
         predicted[f.stamp_ns] = {k: _in_frame(manifest, p.value, size) if isinstance(p, DenseResult) else p.class_id
                                  for k, p in pred.items()}
     elapsed = time.perf_counter() - start
     extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": metrics.percentiles(lat)},
-             "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(rgb),
+             "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(frames),
              "frames": {"sent": len(frames), "received": len(frames), "dropped": 0, "foreign": 0}, "e2e": lat}
     return extra, predicted
 
@@ -137,10 +143,7 @@ def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tupl
     """Replay into the user's running pipeline (--attach), or into nodes started here on a
     private DDS domain, so that no other run on this host sees our frames or we theirs."""
     from .domain import PrivateDomain
-    from .replay import recompress
 
-    if opts.compressed and frames[0].msgtype != COMPRESSED:
-        frames = [recompress(f) for f in frames]
     if opts.attach:
         return _replay_live(opts, manifest, frames, None)
     with PrivateDomain():
@@ -164,13 +167,14 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
     if procs is not None:
         procs.check_alive()
     stats = replay_stats(log)
-    stats["bytes_per_frame"] |= _image_sizes(_frames_rgb(frames[: min(len(frames), 50)]))
+    stats["bytes_per_frame"] |= _image_sizes(frames)
     extra = {**stats, "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
              "replay_unix_s": [round(started, 3), round(time.time(), 3)], "e2e": end_to_end_ms(log)}
     predicted = {ns: {p.task: p.class_id for p in r.predictions} for ns, r in log.results.items()}
     if dense:
-        first = _frames_rgb(frames[:1])[0]
-        size = (first.shape[1], first.shape[0])
+        from mtl_split_core.imaging import frame_size
+
+        size = frame_size(decode_frame(frames[0]))
         for ns, results in log.dense.items():
             predicted.setdefault(ns, {}).update({t: _in_frame(manifest, v, size) for t, v in results.items()})
     return extra, predicted
@@ -180,6 +184,10 @@ def evaluate(opts: EvalOptions) -> dict:
     manifest = load_manifest(opts.bundle)
     frames = read_frames(opts.bag)[: opts.limit]
     _check_labels(manifest, frames)
+    if opts.compressed and frames[0].msgtype != COMPRESSED:  # live and offline see the same JPEGs
+        from .replay import recompress
+
+        frames = [recompress(f) for f in frames]
     mode = "offline" if opts.offline else "live"
     extra, predicted = (run_offline if opts.offline else run_live)(opts, manifest, frames)
     e2e = extra.pop("e2e")

@@ -104,3 +104,27 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "not a model bundle" in r.stderr
     with pytest.raises(BagError, match="no bag"):
         read_frames(tmp_path / "missing")
+
+
+def test_make_bag_sizes_and_widened_frames_keep_their_labels():
+    from mtl_split_core.dense import Boxes
+    from mtl_split_tools.bags import parse_size, widen
+
+    assert parse_size("224") == (224, 224) and parse_size("1920x1080") == (1920, 1080)
+    assert parse_size("480X640") == (480, 640)
+    for bad in ("", "x", "10x10", "wide", "1920x"):
+        with pytest.raises(BagError, match="--size"):
+            parse_size(bad)
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[:, 0], rgb[:, -1] = 10, 200  # left and right edge columns
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20, 10:20] = 3
+    boxes = Boxes([[10, 10, 20, 20]], [3])
+    wide, labels = widen(rgb, {"shape": 2, "seg": mask, "det": boxes}, 100, 40)
+    assert wide.shape == (40, 100, 3) and labels["shape"] == 2
+    assert (wide[:, :30] == 10).all() and (wide[:, 70:] == 200).all()  # the edges carried on
+    np.testing.assert_array_equal(wide[:, 30:70], rgb)
+    assert labels["seg"].shape == (40, 100) and (labels["seg"][10:20, 40:50] == 3).all()
+    np.testing.assert_array_equal(labels["det"].xyxy, [[40, 10, 50, 20]])
+    tall, _ = widen(rgb, {}, 40, 64)
+    assert tall.shape == (64, 40, 3)
