@@ -201,7 +201,8 @@ def command(in_topic: str, out_topic: str, type_name: str, profile: LinkProfile,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mtl_split_bench.link_relay", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mtl_split_bench.link_relay", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--in", dest="in_topic", required=True, help="topic to read (the sender's side)")
     p.add_argument("--out", dest="out_topic", required=True, help="topic to republish on (the receiver's side)")
     p.add_argument("--type", required=True, help="message type, e.g. mtl_split/msg/SharedFeatures")

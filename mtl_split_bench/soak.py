@@ -206,8 +206,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, "soak")
     p.add_argument("--bundle", type=Path,
                    help="bundle to run (default: the untrained 224x224 mobilenetv3_small_100 of bench pipeline)")
-    p.add_argument("--minutes", type=float, default=10.0, help="camera run length (default 10)")
-    p.add_argument("--rate", type=float, default=30.0, help="camera Hz (default 30)")
+    p.add_argument("--minutes", type=float, default=10.0, help="camera run length")
+    p.add_argument("--rate", type=float, default=30.0, help="camera Hz")
     p.add_argument("--camera-size", type=int, default=224, help="camera frame size (square, rgb8)")
     p.add_argument("--warmup-s", type=float, default=60.0, help="memory growth is measured after this")
     p.add_argument("--sample-s", type=float, default=5.0, help="memory sampling period")

@@ -96,9 +96,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, "tasks")
-    p.add_argument("--backbone", default="mobilenetv3_small_100")
+    p.add_argument("--backbone", default="mobilenetv3_small_100", help="timm backbone of every model")
     p.add_argument("--counts", default=None, help="task counts (default 1,2,4,8,16; --full 1..16)")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224, help="model input size")
     p.add_argument("--bandwidth", type=float, default=LINKS_MBPS["4g"], help="link Mbit/s for end-to-end latency")
 
 

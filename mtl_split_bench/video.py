@@ -84,7 +84,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, "video")
-    p.add_argument("--backbones", default=",".join(BACKBONES))
+    p.add_argument("--backbones", default=",".join(BACKBONES), help="comma-separated timm backbones")
     p.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="edge image_qos_depth values")
     p.add_argument("--seconds", type=float, default=None, help="camera run length (default 20; --full 60)")
     p.add_argument("--rate", type=float, default=30.0, help="camera Hz")

@@ -1,8 +1,8 @@
-"""Camera bags with ground truth: written from any dataset, read back for replay.
+"""Camera bags with ground truth written from any dataset (bag_reading reads any bag back).
 
 A bag holds the camera images (sensor_msgs/Image rgb8, or sensor_msgs/CompressedImage JPEG
 on `<camera>/compressed`) and, on topics.GROUND_TRUTH, one std_msgs/String per frame whose
-JSON carries the frame's stamp and its labels (class indices; boxes of detection tasks),
+JSON carries the frame's stamp and its labels (class indices and names; boxes of detection tasks),
 and for segmentation / depth tasks a sensor_msgs/Image (mono8 class ids / 32FC1 metres) on
 <GROUND_TRUTH>/<task> with the frame's stamp. Plain standard types keep the bag readable
 by any ROS tool without our message definitions. rosbags writes real rosbag2 (mcap or
@@ -19,14 +19,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2 import Writer
 from rosbags.rosbag2 import StoragePlugin
 
 from mtl_split_core import topics
 from mtl_split_core.camera_messages import COMPRESSED, IMAGE, TYPESTORE, parse
 from mtl_split_core.dense import Boxes
 from mtl_split_core.errors import MtlSplitError
-from mtl_split_core.stamps import set_ns, to_ns
+from mtl_split_core.stamps import set_ns
 
 STRING = "std_msgs/msg/String"
 JPEG_QUALITY = 90
@@ -45,7 +45,10 @@ class Frame:
     topic: str
     msgtype: str
     rawdata: bytes
-    labels: dict[str, Any]  # class index; dense tasks: mask / depth array or Boxes (see write_bag)
+    # Classification: the class name (a class index in bags without names); dense tasks: a
+    # mask / depth array or Boxes (see write_bag).
+    labels: dict[str, Any]
+    index: int = 0  # position in the bag's camera stream (what a sidecar label file keys on)
 
 
 def _stamp(ns: int):
@@ -154,37 +157,6 @@ def write_bag(
             writer.write(gt, ns, TYPESTORE.serialize_cdr(gt_msg, STRING))
             count += 1
     return count
-
-
-def read_frames(bag: Path) -> list[Frame]:
-    """Every camera frame of a bag written by write_bag, in time order, with its labels."""
-    bag = Path(bag)
-    if not bag.exists():
-        raise BagError(f"no bag at {bag}; make one with `mtl-split make-bag`")
-    truth: dict[int, dict[str, Any]] = {}
-    label_images: list[tuple[int, str, np.ndarray]] = []
-    camera: list[tuple[int, str, str, str, bytes]] = []
-    with Reader(bag) as reader:
-        for conn, _, raw in reader.messages():
-            if conn.topic == topics.GROUND_TRUTH:
-                entry = json.loads(TYPESTORE.deserialize_cdr(raw, STRING).data)
-                truth[int(entry["stamp_ns"])] = {
-                    **{t: int(c) for t, c in entry["labels"].items()},
-                    **{t: Boxes(np.array(b["xyxy"], np.float32).reshape(-1, 4), b["classes"])
-                       for t, b in entry.get("boxes", {}).items()}}
-            elif conn.topic.startswith(topics.GROUND_TRUTH + "/") and conn.msgtype == IMAGE:
-                msg = TYPESTORE.deserialize_cdr(raw, IMAGE)
-                label_images.append((to_ns(msg.header.stamp), conn.topic.rsplit("/", 1)[1], label_array(msg)))
-            elif conn.msgtype in (IMAGE, COMPRESSED):
-                msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
-                ns = to_ns(msg.header.stamp)
-                camera.append((ns, msg.header.frame_id, conn.topic, conn.msgtype, raw))
-    if not camera:
-        raise BagError(f"{bag} has no sensor_msgs Image or CompressedImage messages")
-    camera.sort(key=lambda c: c[0])
-    for ns, task, label in label_images:
-        truth.setdefault(ns, {})[task] = label
-    return [Frame(ns, fid, topic, mt, raw, truth.get(ns, {})) for ns, fid, topic, mt, raw in camera]
 
 
 def truth_topic(task: str) -> str:

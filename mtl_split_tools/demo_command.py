@@ -19,8 +19,8 @@ from mtl_split_core.errors import MtlSplitError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train, export, make a bag and evaluate it live, end to end",
                        description=__doc__)
-    p.add_argument("--config", default="training/configs/demo.yaml")
-    p.add_argument("--name", default="demo")
+    p.add_argument("--config", default="training/configs/demo.yaml", help="training config of the demo model")
+    p.add_argument("--name", default="demo", help="name of the run, bundle, bag and report directories")
     p.add_argument("--frames", type=int, default=300, help="frames in the evaluation bag")
     p.add_argument("--fresh", action="store_true", help="redo every step, even if its output exists")
     p.set_defaults(func=run)
@@ -83,20 +83,26 @@ def run(args: argparse.Namespace) -> int:
     _step("4/4 replay the bag through real edge + server nodes over ROS 2 and measure",
           ["evaluate", "--bundle", str(bundle), "--bag", str(bag), "--out", str(out)], None, args.fresh)
     if any(t.dense for t in manifest.tasks):
-        from .bags import read_frames
+        from .bag_reading import read_frames
         from .dense_figure import dense_figure
 
-        dense_figure(bundle, read_frames(bag), out / "dense_results.png")
+        dense_figure(bundle, read_frames(bag).frames, out / "dense_results.png")
     print_summary(json.loads((out / "report.json").read_text()), out, time.perf_counter() - started)
     return 0
 
 
 def print_summary(r: dict, out: Path, seconds: float) -> None:
     b, lat = r["bytes_per_frame"], r["latency_ms"]
-    from .report import dense_summary
+    from .report import dense_summary, predictions_summary
 
-    rows = [(f"{m['kind']} {t}", dense_summary(m)) if "kind" in m else
-            (f"accuracy {t}", f"{m['accuracy']:.3f}  (macro-F1 {m['macro_f1']:.3f})") for t, m in r["tasks"].items()]
+    def quality(t: str, m: dict) -> tuple[str, str]:
+        if "accuracy" in m:
+            return f"accuracy {t}", f"{m['accuracy']:.3f}  (macro-F1 {m['macro_f1']:.3f})"
+        if m["kind"] != "classification" and m.get("labelled_frames"):
+            return f"{m['kind']} {t}", dense_summary(m)
+        return f"predicted {t}", predictions_summary(m)
+
+    rows = [quality(t, m) for t, m in r["tasks"].items()]
     feat = b.get("features_message") or b.get("features_payload")
     rows += [
         ("bytes/frame sent (features)", f"{feat} B"),

@@ -1,4 +1,5 @@
-"""Bag -> pipeline -> report: accuracy against ground truth, latency, bytes, FPS.
+"""Bag -> pipeline -> report: what the bundle predicts on any bag's camera frames, latency,
+bytes, FPS and drops, and accuracy where the bag (or a sidecar table) has labels.
 
 Live mode replays the bag into real edge and server nodes (started here, or already
 running with --attach). Offline mode runs the same bundle on the same frames in this
@@ -23,9 +24,18 @@ from mtl_split_core.runtime import DenseResult
 
 from mtl_split_ros.launch_plan import LaunchArgs, plan
 
-from . import metrics, report
-from .bags import COMPRESSED, Frame, decode_frame, read_frames
+from . import report
+from .bag_reading import read_frames
+from .bags import COMPRESSED, Frame, decode_frame
+from .labels import read_sidecar, resolve
+from .metrics import percentiles
 from .processes import NodeProcesses
+from .task_report import Classified, task_report
+
+# Frames whose raw and JPEG sizes make the baseline: all of them up to this many, else this
+# many spread evenly over the bag (the same ones in live and offline mode; decoded one at a
+# time: HD bags are large).
+BASELINE_FRAMES = 100
 
 
 @dataclass(frozen=True)
@@ -40,61 +50,33 @@ class EvalOptions:
     namespace: str = ""
     edge_params: dict[str, Any] | None = None  # extra edge parameters (dtype, codec, ...)
     limit: int | None = None
+    camera_topic: str | None = None  # None: the bag's only image topic
+    labels: Path | None = None  # sidecar label table (labels.py)
 
 
-# Frames whose own raw/JPEG size is measured (decoded one at a time: HD bags are large).
-SIZE_SAMPLE = 20
-
-
-def _image_sizes(frames: list[Frame]) -> dict[str, int]:
-    """Median bytes/frame of the camera image itself, raw and as JPEG: the paper's baseline."""
+def _rgb(frame: Frame) -> np.ndarray:
     from mtl_split_core.imaging import to_array
 
-    picked = frames[:: max(1, len(frames) // SIZE_SAMPLE)][:SIZE_SAMPLE]
-
-    def med(fn) -> int:
-        return int(np.median([fn(to_array(decode_frame(f), "rgb8")) for f in picked]))
-
-    jpeg = lambda q: lambda im: len(cv2.imencode(".jpg", cv2.cvtColor(im, cv2.COLOR_RGB2BGR),
-                                                 [cv2.IMWRITE_JPEG_QUALITY, q])[1])
-    return {"raw_image": med(lambda im: im.nbytes), "jpeg90_image": med(jpeg(90)), "jpeg75_image": med(jpeg(75))}
+    return to_array(decode_frame(frame), "rgb8")
 
 
-def _task_report(manifest: Manifest, frames: list[Frame], predicted: dict[int, dict[str, Any]]) -> dict:
-    """Per task: accuracy, macro-F1 and confusion (classification), or the dense kind's
-    metrics (mtl_split_training.task_metrics, as in training: mIoU, AbsRel/RMSE, COCO mAP),
-    over the frames with both a label and a result, in the bag frames' pixels."""
-    out = {}
-    for task in manifest.tasks:
-        pairs = [(f.labels[task.name], predicted[f.stamp_ns][task.name]) for f in frames
-                 if task.name in predicted.get(f.stamp_ns, {}) and task.name in f.labels]
-        if not pairs:
-            continue
-        if not task.dense:
-            truth, pred = zip(*pairs)
-            out[task.name] = metrics.task_metrics(truth, pred, task.classes)
-            continue
-        try:
-            from mtl_split_training.task_metrics import meter_for
-        except ImportError as e:
-            raise MtlSplitError(f"scoring the dense task {task.name} needs torchmetrics ({e}); install "
-                                "requirements/training.txt (make setup)") from e
-        meter = meter_for(task)
-        sizes = [_label_size(f.labels) for f in frames if task.name in predicted.get(f.stamp_ns, {})
-                 and task.name in f.labels]
-        for (truth, pred), size in zip(pairs, sizes):
-            if task.kind == "detection":
-                meter.update(pred, truth, size)
-            else:
-                meter.update(pred, truth)
-        out[task.name] = {"kind": task.kind, **meter.result()}
-    return out
+def image_baseline(frames: list[Frame]) -> dict[str, int]:
+    """Median bytes/frame of the camera image itself, raw and as JPEG: the paper's baseline,
+    on the same frames whichever the mode."""
+    picked = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), BASELINE_FRAMES)).round().astype(int))
+    sizes: dict[str, list[int]] = {"raw_image": [], "jpeg90_image": [], "jpeg75_image": []}
+    for i in picked:
+        bgr = cv2.cvtColor(_rgb(frames[i]), cv2.COLOR_RGB2BGR)
+        sizes["raw_image"].append(bgr.nbytes)
+        for q in (90, 75):
+            sizes[f"jpeg{q}_image"].append(len(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, q])[1]))
+    return {k: int(np.median(v)) for k, v in sizes.items()} | {"baseline_frames": len(picked)}
 
 
-def _label_size(labels: dict[str, Any]) -> tuple[int, int]:
-    """(width, height) of a frame's dense labels (its image's size)."""
-    arrays = [v for v in labels.values() if isinstance(v, np.ndarray)]
-    return (arrays[0].shape[1], arrays[0].shape[0]) if arrays else (0, 0)
+def _size(frame: Frame) -> tuple[int, int]:
+    from mtl_split_core.imaging import frame_size
+
+    return frame_size(decode_frame(frame))
 
 
 def _in_frame(manifest: Manifest, value: Any, size: tuple[int, int]) -> Any:
@@ -102,17 +84,9 @@ def _in_frame(manifest: Manifest, value: Any, size: tuple[int, int]) -> Any:
     return to_source(value, geometry(*size, manifest.input), size)
 
 
-def _check_labels(manifest: Manifest, frames: list[Frame]) -> None:
-    labelled = set().union(*(f.labels for f in frames))
-    if not labelled & set(manifest.task_names):
-        raise MtlSplitError(f"the bag labels {sorted(labelled) or 'nothing'}, the bundle predicts "
-                            f"{manifest.task_names}: make the bag with --tasks matching the bundle")
-
-
-def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
-    from mtl_split_core.runtime import EdgeModel, ServerModel
-
+def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, Any]]]:
     from mtl_split_core.imaging import decode, frame_size
+    from mtl_split_core.runtime import EdgeModel, ServerModel
     from mtl_split_ros.params import EDGE
 
     edge_kw = {**EDGE.defaults(), **(opts.edge_params or {})}
@@ -130,16 +104,16 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
         lat.append((time.perf_counter() - t) * 1e3)
         payload.append(len(enc.data))
         size = frame_size(msg)
-        predicted[f.stamp_ns] = {k: _in_frame(manifest, p.value, size) if isinstance(p, DenseResult) else p.class_id
-                                 for k, p in pred.items()}
+        predicted[f.stamp_ns] = {k: _in_frame(manifest, p.value, size) if isinstance(p, DenseResult)
+                                 else Classified(p.class_id, p.score) for k, p in pred.items()}
     elapsed = time.perf_counter() - start
-    extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": metrics.percentiles(lat)},
-             "bytes_per_frame": {"features_payload": int(np.median(payload))} | _image_sizes(frames),
+    extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": percentiles(lat)},
+             "bytes_per_frame": {"features_payload": int(np.median(payload))},
              "frames": {"sent": len(frames), "received": len(frames), "dropped": 0, "foreign": 0}, "e2e": lat}
     return extra, predicted
 
 
-def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, int]]]:
+def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, Any]]]:
     """Replay into the user's running pipeline (--attach), or into nodes started here on a
     private DDS domain, so that no other run on this host sees our frames or we theirs."""
     from .domain import PrivateDomain
@@ -166,15 +140,12 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
     log = replay(opts.namespace, frames, opts.rate, dense=dense)
     if procs is not None:
         procs.check_alive()
-    stats = replay_stats(log)
-    stats["bytes_per_frame"] |= _image_sizes(frames)
-    extra = {**stats, "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
+    extra = {**replay_stats(log), "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
              "replay_unix_s": [round(started, 3), round(time.time(), 3)], "e2e": end_to_end_ms(log)}
-    predicted = {ns: {p.task: p.class_id for p in r.predictions} for ns, r in log.results.items()}
+    predicted: dict[int, dict[str, Any]] = {
+        ns: {p.task: Classified(p.class_id, p.score) for p in r.predictions} for ns, r in log.results.items()}
     if dense:
-        from mtl_split_core.imaging import frame_size
-
-        size = frame_size(decode_frame(frames[0]))
+        size = _size(frames[0])
         for ns, results in log.dense.items():
             predicted.setdefault(ns, {}).update({t: _in_frame(manifest, v, size) for t, v in results.items()})
     return extra, predicted
@@ -182,20 +153,38 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
 
 def evaluate(opts: EvalOptions) -> dict:
     manifest = load_manifest(opts.bundle)
-    frames = read_frames(opts.bag)[: opts.limit]
-    _check_labels(manifest, frames)
+    if opts.offline and opts.attach:
+        raise MtlSplitError("--offline runs the bundle in this process, --attach uses a running pipeline: pick one")
+    bag = read_frames(opts.bag, opts.camera_topic, opts.limit)
+    frames = bag.frames
+    sidecar, notes = read_sidecar(opts.labels, frames) if opts.labels else ({}, [])
+    truth = resolve(manifest, frames, sidecar)  # a label set for another model fails here, before any run
+    if bag.restamped:
+        notes.append("the camera's header stamps repeat: frames were re-stamped with their record times "
+                     "(the bag's own labels, keyed by stamp, cannot be matched; use a sidecar keyed by frame)")
+    size = _size(frames[0])
+    baseline = image_baseline(frames)  # the camera's own frames, before any --compressed
     if opts.compressed and frames[0].msgtype != COMPRESSED:  # live and offline see the same JPEGs
         from .replay import recompress
 
         frames = [recompress(f) for f in frames]
     mode = "offline" if opts.offline else "live"
     extra, predicted = (run_offline if opts.offline else run_live)(opts, manifest, frames)
+    extra["bytes_per_frame"] |= baseline
     e2e = extra.pop("e2e")
     result = {
         "mode": mode, "bag": str(opts.bag), "bundle": str(opts.bundle), "model_id": manifest.model_id,
+        "camera_topic": bag.camera_topic, "image_size": list(size),
+        "camera_type": frames[0].msgtype,
+        "other_topics": bag.other_topics,
+        "labels": {"tasks": truth.source, "sidecar": str(opts.labels) if opts.labels else None,
+                   "notes": notes + truth.notes},
         "rate": "max" if opts.rate is None else opts.rate, "edge_params": opts.edge_params or {},
-        "tasks": _task_report(manifest, frames, predicted), **extra,
-        "predictions": {str(ns): {t: v for t, v in p.items() if isinstance(v, int)} for ns, p in predicted.items()},
+        "tasks": task_report(manifest, [f.stamp_ns for f in frames], truth.by_stamp, predicted,
+                             size),
+        **extra,
+        "predictions": {str(ns): {t: v.class_id for t, v in p.items() if isinstance(v, Classified)}
+                        for ns, p in predicted.items()},
         "machine": report.machine(),
     }
     report.write(opts.out, result, e2e)

@@ -29,7 +29,18 @@ def write(out: Path, report: dict[str, Any], e2e_latency_ms: list[float] | None 
     files = [out / "report.json"]
     files[0].write_text(json.dumps(report, indent=2) + "\n")
 
-    tasks = {t: m for t, m in report["tasks"].items() if "confusion" in m}  # classification tasks
+    tasks = {t: m for t, m in report["tasks"].items() if "confusion" in m}  # labelled classification tasks
+    predicted = {t: m["predictions"]["histogram"] for t, m in report["tasks"].items()
+                 if m["kind"] == "classification" and m.get("predictions")}
+    if predicted:
+        fig, axes = plt.subplots(1, len(predicted), figsize=(3.4 * len(predicted), 3.2), squeeze=False)
+        for ax, (t, hist) in zip(axes[0], predicted.items()):
+            ax.bar(range(len(hist)), list(hist.values()), color="tab:green")
+            ax.set_xticks(range(len(hist)), list(hist) if len(hist) <= 12 else [""] * len(hist), rotation=60,
+                          ha="right", fontsize=7)
+            ax.set_title(f"{t}: predicted classes")
+            ax.set_ylabel("frames")
+        files.append(_save(fig, out / "predictions.png"))
     if tasks:
         fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(tasks), 3.2))
         names = list(tasks)
@@ -79,6 +90,7 @@ def _save(fig, path: Path) -> Path:
 
 DENSE_METRICS = {"segmentation": ("miou", "pixel_accuracy"), "depth": ("abs_rel", "rmse_m", "delta1"),
                  "detection": ("map50", "map")}
+TOP_CLASSES = 3  # classes named in a summary's predictions column
 
 
 def dense_summary(m: dict[str, Any]) -> str:
@@ -86,25 +98,57 @@ def dense_summary(m: dict[str, Any]) -> str:
     return ", ".join(f"{k} {m[k]:.3f}" for k in DENSE_METRICS[m["kind"]] if k in m)
 
 
+def predictions_summary(m: dict[str, Any]) -> str:
+    """`cube 31, sphere 20, capsule 9 (mean score 0.81)`: what a task predicted, in one line."""
+    p = m.get("predictions")
+    if not p:
+        return "no results"
+    shares = p.get("histogram") or p.get("pixel_share")
+    parts = []
+    if shares:
+        top = sorted(shares.items(), key=lambda kv: -kv[1])[:TOP_CLASSES]
+        parts.append(", ".join(f"{k} {v:g}" for k, v in top) + (", ..." if len(shares) > TOP_CLASSES else ""))
+    if "per_frame" in p:
+        parts.insert(0, f"{p['per_frame']:g} boxes/frame")
+    if p.get("median_m") is not None:
+        parts.append(f"median {p['median_m']} m, mean {p['mean_m']} m")
+    if p.get("mean_score") is not None:
+        parts.append(f"(mean score {p['mean_score']:.2f})")
+    return " ".join(parts)
+
+
+def _quality(m: dict[str, Any]) -> tuple[str, str]:
+    if "accuracy" in m:
+        return f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"
+    if m["kind"] != "classification" and m["labelled_frames"]:
+        return dense_summary(m), ""
+    return "-", "-"
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
+    size = "x".join(map(str, report.get("image_size", [])))
     lines = [f"# Evaluation: {report['bag']}", "",
-             f"bundle `{report['bundle']}` (model_id `{report['model_id']}`), mode **{report['mode']}**", "",
-             "| task | accuracy | macro-F1 |", "|---|---|---|"]
-    dense = {t: m for t, m in report["tasks"].items() if "kind" in m}
+             f"bundle `{report['bundle']}` (model_id `{report['model_id']}`), mode **{report['mode']}**, "
+             f"camera `{report.get('camera_topic')}` ({size}, {report.get('camera_type', '').rsplit('/', 1)[-1]})", "",
+             "| task | kind | labelled / predicted frames | accuracy (dense: metrics) | macro-F1 | predictions |",
+             "|---|---|---|---|---|---|"]
     for t, m in report["tasks"].items():
-        if t not in dense:
-            lines.append(f"| {t} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
-    if dense:
-        lines += ["", "| dense task | metrics |", "|---|---|"]
-        for t, m in dense.items():
-            lines.append(f"| {t} ({m['kind']}) | {dense_summary(m)} |")
+        quality, f1 = _quality(m)
+        lines.append(f"| {t} | {m['kind']} | {m['labelled_frames']} / {m['predicted_frames']} | {quality} | {f1} | "
+                     f"{predictions_summary(m)} |")
+    for note in report.get("labels", {}).get("notes", []):
+        lines.append(f"\nnote: {note}")
     f = report["frames"]
     lines += ["", f"frames sent {f['sent']}, received {f['received']}, dropped {f['dropped']}"]
     if report.get("fps"):
         lines.append(f"throughput {report['fps']:.1f} frames/s")
-    lat = report.get("latency_ms", {}).get("end_to_end")
+    latency = report.get("latency_ms", {})
+    lat = latency.get("end_to_end")
     if lat and lat.get("p50") is not None:
         lines.append(f"end-to-end latency p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms")
+    stages = [f"{k} {v['p50']}" for k, v in latency.items() if k != "end_to_end" and v.get("p50") is not None]
+    if stages:
+        lines.append("latency p50 per stage (ms): " + ", ".join(stages))
     b = report.get("bytes_per_frame")
     if b:
         lines.append("bytes/frame: " + ", ".join(f"{k} {v}" for k, v in b.items()))

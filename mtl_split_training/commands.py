@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
     compare = subparsers.add_parser("compare", help="train one config as MTL and as STL, write the comparison table")
-    compare.add_argument("--config", default="training/configs/mtl_vs_stl.yaml")
+    compare.add_argument("--config", default="training/configs/mtl_vs_stl.yaml", help="YAML config of the comparison")
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     compare.add_argument("--runs", default="runs/mtl_vs_stl", help="where the two runs go")
     compare.add_argument("--out", default="reports/mtl_vs_stl", help="results.json + results.md")
@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     engine = subparsers.add_parser("build-engine", help="build TensorRT engines for a bundle (needs tensorrt + GPU)")
     engine.add_argument("bundle", help="bundle directory made by `mtl-split export`")
-    engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
     engine.add_argument("--calib-images", type=int, default=256, help="int8 calibration images (training split)")
     engine.add_argument("--batch", type=int, default=1, help="batch size the engines are built for")
     engine.add_argument("--data", default=None,

@@ -50,7 +50,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mtl_split_training.train_main", description="Train an MTL or STL run.")
+    parser = argparse.ArgumentParser(prog="mtl_split_training.train_main", description="Train an MTL or STL run.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -49,3 +49,10 @@ def stamp(msg, frame_id: str):
 
 def key(header) -> tuple[int, int, str]:
     return header.stamp.sec, header.stamp.nanosec, header.frame_id
+
+
+def shapes_classes() -> dict[str, list[str]]:
+    """Class names of every task of the procedural `shapes` data (what bags of it are labelled with)."""
+    from mtl_split_training.datasets import open_data
+
+    return {t.name: list(t.classes) for t in open_data("shapes").tasks}

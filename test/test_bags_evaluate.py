@@ -14,9 +14,12 @@ from rosbags.rosbag2 import Reader
 
 from mtl_split_core.imaging import to_array
 from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
-from mtl_split_tools.bags import BagError, decode_frame, read_frames, write_bag
+from mtl_split_tools.bag_reading import read_frames
+from mtl_split_tools.bags import BagError, decode_frame, write_bag
 from mtl_split_tools.evaluate import EvalOptions, evaluate
 from mtl_split_tools.metrics import accuracy, confusion, macro_f1
+
+from helpers import shapes_classes
 
 TASKS = ("shape", "scale")
 
@@ -50,9 +53,10 @@ def test_make_bag_writes_readable_rosbag2_with_ground_truth(tmp_path, storage, c
     assert info["storage_identifier"] == storage and info["message_count"] == 24
     image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
     assert counts == {image_topic: 12, "/mtl_split/ground_truth": 12}
-    frames = read_frames(bag)
+    frames = read_frames(bag).frames
     expected = list(iter_labelled_images("shapes", 32, tasks=TASKS, limit=12))
-    assert [f.labels for f in frames] == [labels for _, labels in expected]
+    classes = shapes_classes()
+    assert [f.labels for f in frames] == [{t: classes[t][c] for t, c in labels.items()} for _, labels in expected]
     assert np.all(np.diff([f.stamp_ns for f in frames]) == 100_000_000)
     rgb = to_array(decode_frame(frames[3]), "rgb8")
     if compressed:
@@ -69,7 +73,7 @@ def test_offline_evaluation_reports_the_bundles_own_predictions(tmp_path, bundle
     from mtl_split_training.datasets import iter_labelled_images
 
     samples = list(iter_labelled_images("shapes", 32, tasks=TASKS, limit=40))
-    write_bag(bag, iter(samples), {"shape": ["a"] * 4, "scale": ["b"] * 8}, rate_hz=30)
+    write_bag(bag, iter(samples), shapes_classes(), rate_hz=30)
     report = evaluate(EvalOptions(bundle=bundle, bag=bag, out=tmp_path / "rep", offline=True))
     preds = run_offline(EdgeModel(bundle), ServerModel(bundle), [im for im, _ in samples])
     for task in TASKS:

@@ -206,16 +206,17 @@ def test_own_data_errors_are_one_clear_line(tmp_path, breakage, message):
 
 
 def test_bags_carry_masks_depth_and_boxes(tmp_path):
-    from mtl_split_tools.bags import read_frames, write_bag
+    from mtl_split_tools.bag_reading import read_frames
+    from mtl_split_tools.bags import write_bag
 
     src = _scenes(48, tasks=("shape", *DENSE))
-    split = src.split("test")
+    split, split_tasks = src.split("test"), {t.name: t for t in src.tasks}
     write_bag(tmp_path / "bag", (split.sample(i) for i in range(4)), {t.name: list(t.classes) for t in src.tasks}, 30.0)
-    frames = read_frames(tmp_path / "bag")
+    frames = read_frames(tmp_path / "bag").frames
     assert len(frames) == 4 and all(f.topic == "/camera/image_raw" for f in frames)  # labels are not cameras
     for i, f in enumerate(frames):
         truth = split.labels(i)
-        assert f.labels["shape"] == truth["shape"]
+        assert f.labels["shape"] == split_tasks["shape"].classes[truth["shape"]]  # by name
         np.testing.assert_array_equal(f.labels["segmentation"], truth["segmentation"])
         np.testing.assert_array_equal(f.labels["depth"], truth["depth"])
         np.testing.assert_array_equal(f.labels["detection"].xyxy, truth["detection"].xyxy)

@@ -120,9 +120,9 @@ def test_evaluate_scores_dense_tasks_and_live_equals_offline(tmp_path, dense_bun
                        "detection": ("map", "map50", "detections")}.items():
         for k in keys:
             assert live["tasks"][task][k] == pytest.approx(offline["tasks"][task][k], rel=1e-5), (task, k)
-    assert "segmentation (segmentation) | miou" in (tmp_path / "live" / "summary.md").read_text()
-    from mtl_split_tools.bags import read_frames
+    assert "| segmentation | segmentation | 12 / 12 | miou" in (tmp_path / "live" / "summary.md").read_text()
+    from mtl_split_tools.bag_reading import read_frames
     from mtl_split_tools.dense_figure import dense_figure
 
-    png = dense_figure(dense_bundle, read_frames(tmp_path / "bag"), tmp_path / "dense.png", count=2)
+    png = dense_figure(dense_bundle, read_frames(tmp_path / "bag").frames, tmp_path / "dense.png", count=2)
     assert png.stat().st_size > 10_000

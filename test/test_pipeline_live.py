@@ -16,6 +16,8 @@ import pytest
 from mtl_split_tools.bags import write_bag
 from mtl_split_tools.evaluate import EvalOptions, evaluate
 
+from helpers import shapes_classes
+
 pytestmark = pytest.mark.ros
 TASKS = ("shape", "scale")
 
@@ -26,7 +28,7 @@ def bag(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bag") / "shapes"
     write_bag(out, iter_labelled_images("shapes", 32, tasks=TASKS, limit=60),
-              {"shape": ["s"] * 4, "scale": ["c"] * 8}, rate_hz=30)
+              shapes_classes(), rate_hz=30)
     return out
 
 
@@ -37,6 +39,9 @@ def test_live_replay_equals_offline(tmp_path, tiny_bundle, bag, compressed):
     offline = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "offline", offline=True,
                                    compressed=compressed))
     assert live["frames"] == {"sent": 60, "received": 60, "dropped": 0, "foreign": 0}
+    for baseline in ("raw_image", "jpeg90_image", "jpeg75_image", "baseline_frames"):  # the same frames either way
+        assert live["bytes_per_frame"][baseline] == offline["bytes_per_frame"][baseline]
+    assert live["bytes_per_frame"]["baseline_frames"] == 60
     assert live["predictions"] == offline["predictions"]  # JPEG too: both decode the same JPEGs the same way
     for task in TASKS:
         assert live["tasks"][task]["confusion"] == offline["tasks"][task]["confusion"]
@@ -50,13 +55,13 @@ def test_live_replay_equals_offline(tmp_path, tiny_bundle, bag, compressed):
 def test_an_hd_non_square_bag_is_made_and_evaluated_live_as_offline(tmp_path, tiny_bundle, compressed):
     """make-bag --size 1920x1080 and evaluate: 6 MB frames through DDS (the shipped profiles),
     reduced JPEG decoding at the edge and offline alike."""
-    from mtl_split_tools.bags import read_frames
+    from mtl_split_tools.bag_reading import read_frames
     from mtl_split_tools.cli import main
 
     bag = tmp_path / "hd"
     assert main(["make-bag", "--frames", "6", "--size", "1920x1080", "--tasks", ",".join(TASKS),
                  "--out", str(bag), *(["--compressed"] if compressed else [])]) == 0
-    frames = read_frames(bag)
+    frames = read_frames(bag).frames
     assert len(frames) == 6 and frames[0].msgtype.endswith("CompressedImage" if compressed else "/Image")
     live = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "live", rate=None))
     offline = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "offline", offline=True))
@@ -96,7 +101,7 @@ def test_two_evaluations_at_once_see_only_their_own_frames(tmp_path, tiny_bundle
     for i in range(2):
         bag = tmp_path / f"bag{i}"
         write_bag(bag, iter_labelled_images("shapes", 32, tasks=TASKS, limit=frames),
-                  {"shape": ["s"] * 4, "scale": ["c"] * 8}, rate_hz=30, start_ns=(i + 1) * 10**18)
+                  shapes_classes(), rate_hz=30, start_ns=(i + 1) * 10**18)
         runs.append(subprocess.Popen([sys.executable, "-m", "mtl_split_tools.cli", "evaluate", "--bundle",
                                       str(tiny_bundle), "--bag", str(bag), "--out", str(tmp_path / f"out{i}")],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

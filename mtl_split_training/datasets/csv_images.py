@@ -4,12 +4,12 @@ boxes) in the reserved columns of csv_dense. How MEDIC and FACES map onto it: do
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from mtl_split_core.bundle import TaskSpec
+from mtl_split_core.tables import read_rows
 
 from ..errors import TrainingError
 from .base import DATASETS, SPLITS, DataOptions, DataSource, Label, LabelledImages, fit_square, seeded_split_indices
@@ -18,21 +18,6 @@ from .csv_dense import DENSE_COLUMNS, DenseColumns
 IMAGE_COLUMN = "image"
 SPLIT_COLUMN = "split"
 _SPLIT_ALIASES = {"train": "train", "val": "val", "dev": "val", "validation": "val", "test": "test"}
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TrainingError(f"{path}: cannot read ({e})") from e
-    try:
-        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",\t;")
-    except csv.Error:
-        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
-    if not rows:
-        raise TrainingError(f"{path}: no data rows")
-    return rows
 
 
 def _class_names(values: list[str]) -> tuple[str, ...]:
@@ -87,7 +72,7 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
     path = Path(spec.partition(":")[2]).expanduser()
     if not path.is_file():
         raise TrainingError(f"{spec}: no such file {path}")
-    rows = _read_rows(path)
+    rows = read_rows(path)
     columns = list(rows[0].keys())
     if IMAGE_COLUMN not in columns:
         raise TrainingError(f"{path}: no {IMAGE_COLUMN!r} column (columns: {', '.join(columns)})")
