@@ -21,9 +21,8 @@ import numpy as np
 
 from .bundle import Manifest
 from .errors import MtlSplitError
+from .options import BACKENDS, PRECISIONS
 
-KINDS = ("auto", "tensorrt", "onnxruntime")
-PRECISIONS = ("fp16", "fp32", "int8")  # `auto` tries them in this order
 # ONNX Runtime execution providers, best first; only those available are requested.
 ORT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -278,8 +277,8 @@ def open_backend(bundle_dir: str | Path, manifest: Manifest, onnx_file: str, kin
     """Open one ONNX part of a bundle. Returns the backend and a sentence on why it was chosen
     (for the log: auto silently falling back to the CPU is a classic surprise). per_output:
     let ONNX Runtime compute only the requested outputs (see OnnxRuntimeBackend)."""
-    if kind not in KINDS:
-        raise BackendError(f"backend {kind!r} is not one of {', '.join(KINDS)}")
+    if kind not in BACKENDS:
+        raise BackendError(f"backend {kind!r} is not one of {', '.join(BACKENDS)}")
     bundle_dir = Path(bundle_dir)
     if kind in ("auto", "tensorrt"):
         why_not = tensorrt_unavailable()

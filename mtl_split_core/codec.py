@@ -25,6 +25,7 @@ import numpy as np
 import zstandard
 
 from .errors import CodecError
+from .options import DEFAULT_MAX_BYTES
 
 DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype("<f4"),
@@ -35,9 +36,6 @@ DTYPES: dict[str, np.dtype] = {
 CODECS = ("none", "zstd", "lz4")
 QUANTIZED = ("int8", "uint8")
 MAX_NDIM = 8
-# Default ceiling for one decoded tensor; a claimed size above it is refused before any
-# allocation (a hostile or corrupt message cannot make the server allocate gigabytes).
-DEFAULT_MAX_BYTES = 64 << 20
 
 _zstd_decompressor = zstandard.ZstdDecompressor()
 

@@ -20,6 +20,7 @@ from .backends import Backend, open_backend
 from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, InputSpec, Manifest, load_manifest
 from .dense import DensePrediction, postprocess, to_source
 from .errors import BundleError, CodecError
+from .options import DEFAULT_MAX_BYTES
 from .preprocess import geometry, preprocess
 
 
@@ -61,10 +62,19 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 class EdgeModel:
-    """The edge half. dtype/codec default to the bundle's FeatureSpec, including the fixed
-    quantization of a learned bottleneck."""
+    """The edge half.
 
-    def __init__(self, bundle_dir: str | Path, backend: str = "auto", precision: str = "auto",
+    bundle_dir: a bundle from `mtl-split export`.
+    backend, precision: which inference backend (options.BACKENDS) and, for TensorRT, which
+        engine precision (options.PRECISIONS or "auto") to open backbone.onnx with.
+    threads: ONNX Runtime intra-op threads (0: its default).
+    max_batch: most frames per backbone run (a larger call is run in chunks).
+    dtype, codec_name, level, per_channel: the wire encoding (codec.DTYPES, codec.CODECS,
+        compression level, per-channel quantization). None: the bundle's FeatureSpec, including
+        a learned bottleneck's fixed quantization.
+    """
+
+    def __init__(self, bundle_dir: str | Path, *, backend: str = "auto", precision: str = "auto",
                  threads: int = 0, max_batch: int = 1, dtype: str | None = None, codec_name: str | None = None,
                  level: int = 3, per_channel: bool = False) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -103,10 +113,15 @@ class EdgeModel:
 
 
 class ServerModel:
-    """The server half: checks and decodes payloads, runs only the heads asked for."""
+    """The server half: checks and decodes payloads, runs only the heads asked for.
 
-    def __init__(self, bundle_dir: str | Path, backend: str = "auto", precision: str = "auto",
-                 threads: int = 0, max_batch: int = 8, max_bytes: int = codec.DEFAULT_MAX_BYTES) -> None:
+    bundle_dir, backend, precision, threads: as for EdgeModel (heads.onnx is opened).
+    max_batch: most frames per heads run (a larger call is run in chunks).
+    max_bytes: a payload whose decoded tensor would be larger is refused before allocating.
+    """
+
+    def __init__(self, bundle_dir: str | Path, *, backend: str = "auto", precision: str = "auto",
+                 threads: int = 0, max_batch: int = 8, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
         self.max_batch, self.max_bytes = max_batch, max_bytes

@@ -106,8 +106,8 @@ class EdgeNode(ManagedNode):
         batching = p["batch_cameras"] and len(self._inputs) > 1
         if batching and p["max_wait_ms"] <= 0:
             raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
-        self._model = EdgeModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
-                                max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
+        self._model = EdgeModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
+                                threads=p["threads"], max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
         # The newest frame of each camera; a newer one replaces it while it waits (a drop).
         policy = BatchPolicy(max_batch=len(self._inputs) if batching else 1,

@@ -2,7 +2,7 @@
 /diagnostics, and error logging rate-limited per (source, kind) so one bad camera or robot
 cannot flood the log while every occurrence is still counted.
 
-Published keys (one DiagnosticStatus per node, named "mtl_split: <node>"):
+Published keys (one DiagnosticStatus per node, named status_name(<node>) = "mtl_split: <node>"):
   <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...);
                        dropped = frames never processed, dropped.<reason> the same by reason
                        (bad input, replaced while queued, lost in transport, ...)
@@ -28,6 +28,17 @@ FRAMES_IN = "frames_in"
 FRAMES_OUT = "frames_out"
 DROPPED = "dropped"
 ERRORS = "errors"
+STATUS_PREFIX = "mtl_split: "
+
+
+def status_name(node_fqn: str) -> str:
+    """The DiagnosticStatus name of one of our nodes."""
+    return STATUS_PREFIX + node_fqn
+
+
+def status_node(name: str) -> str | None:
+    """The node a DiagnosticStatus comes from; None if it is not one of ours."""
+    return name.removeprefix(STATUS_PREFIX) if name.startswith(STATUS_PREFIX) else None
 
 
 def error_key(kind: str) -> str:
@@ -52,7 +63,7 @@ class Diagnostics:
         # (source, kind) -> (time of the last log line, occurrences not logged since)
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._last_publish = time.monotonic()
-        self._name = f"mtl_split: {node.get_fully_qualified_name()}"
+        self._name = status_name(node.get_fully_qualified_name())
         self._hardware_id = socket.gethostname()
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self._timer = node.create_timer(period_s, self.publish)

@@ -14,8 +14,6 @@ from typing import Any
 
 import yaml
 
-from mtl_split_core import topics
-
 from .params import NODES, NodeSpec
 
 LAUNCHES = ("pipeline", "edge", "server")
@@ -31,12 +29,14 @@ _NOT_IN_CONFIG = {"bundle"}
 
 @dataclass(frozen=True)
 class LaunchArgs:
-    """The launch arguments every front end accepts."""
+    """The launch arguments every front end accepts. An empty camera_topic or backend is not
+    passed to the nodes: config/<node>.yaml, then params_file, decide it (so a params_file
+    listing several cameras is not overridden by a default camera_topic)."""
 
     bundle: str
-    camera_topic: str = topics.DEFAULT_IMAGE_TOPIC
-    namespace: str = ""
-    backend: str = "auto"
+    camera_topic: str = ""  # the edge's image_topics (empty: /camera/image_raw from config/edge.yaml)
+    namespace: str = ""  # e.g. /robot_a; a missing leading slash is added
+    backend: str = ""  # the nodes' backend (empty: auto from config/)
     params_file: str = ""  # extra YAML applied after config/<node>.yaml
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node key -> {param: value}
     remaps: dict[str, str] = field(default_factory=dict)  # topic remappings of every node, from -> to
@@ -79,7 +79,7 @@ def _yaml_value(value: Any) -> str:
 def config_dir() -> Path:
     """config/ of the source tree, else share/mtl_split/config of a ROS install."""
     source = Path(__file__).resolve().parent.parent / "config"
-    if source.is_dir():
+    if (source / "edge.yaml").is_file():  # not just any directory named config beside site-packages
         return source
     from ament_index_python.packages import get_package_share_directory
 
@@ -118,15 +118,18 @@ def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
     nodes = []
     for key in keys:
         files = [str(config_dir() / f"{key}.yaml")] + ([args.params_file] if args.params_file else [])
-        parameters: dict[str, Any] = {"bundle": args.bundle, "backend": args.backend}
-        if key == "edge":
+        parameters: dict[str, Any] = {"bundle": args.bundle}
+        if args.backend:
+            parameters["backend"] = args.backend
+        if key == "edge" and args.camera_topic:
             parameters["image_topics"] = [args.camera_topic]
         parameters.update(args.overrides.get(key, {}))
         unknown = set(parameters) - set(NODES[key].names)
         if unknown:
             raise ValueError(f"{NODES[key].name} has no parameter(s) {', '.join(sorted(unknown))}")
-        nodes.append(PlannedNode(key, NODES[key], args.namespace, tuple(files), parameters,
-                                 tuple(args.remaps.items()), environment))
+        namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
+        nodes.append(PlannedNode(key, NODES[key], namespace, tuple(files), parameters, tuple(args.remaps.items()),
+                                 environment))
     return nodes
 
 

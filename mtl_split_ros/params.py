@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mtl_split_core.codec import DEFAULT_MAX_BYTES
 from mtl_split_core.image_header import DEFAULT_MAX_PIXELS
+from mtl_split_core.options import BACKENDS, DEFAULT_MAX_BYTES, PRECISIONS
 from mtl_split_core.topics import DEFAULT_IMAGE_TOPIC
 
 # ROS parameter types used here (rcl_interfaces/ParameterType names, lower case).
@@ -77,10 +77,10 @@ COMMON = (
           "Inference backend. auto: native TensorRT when `tensorrt` imports and an engine built "
           "for this GPU/TensorRT/precision is in the bundle, else ONNX Runtime (TensorRT, CUDA, "
           "then CPU execution provider, whichever is available).",
-          ("auto", "tensorrt", "onnxruntime")),
+          BACKENDS),
     Param("tensorrt_precision", "auto", "string",
           "Precision of the TensorRT engine to load (auto: fp16, else fp32, else int8).",
-          ("auto", "fp32", "fp16", "int8")),
+          ("auto", *PRECISIONS)),
     Param("threads", 0, "integer",
           "ONNX Runtime intra-op threads (0: ONNX Runtime's default, one per core)."),
     Param("diagnostics_period_s", 1.0, "double",

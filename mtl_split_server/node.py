@@ -101,8 +101,8 @@ class ServerNode(ManagedNode):
         if p["max_batch"] < 1 or p["max_wait_ms"] <= 0:
             raise ValueError(f"max_batch must be >= 1 and max_wait_ms > 0 (max_batch:=1 never waits), "
                              f"got {p['max_batch']} and {p['max_wait_ms']}")
-        self._model = ServerModel(p["bundle"], p["backend"], p["tensorrt_precision"], p["threads"],
-                                  p["max_batch"], p["max_feature_bytes"])
+        self._model = ServerModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
+                                  threads=p["threads"], max_batch=p["max_batch"], max_bytes=p["max_feature_bytes"])
         self._batcher = BatchScheduler(BatchPolicy(max_batch=p["max_batch"], max_wait_s=p["max_wait_ms"] / 1000.0))
         self._batch_timer = BatchTimer(self, self._batcher, self._run_batch)
         m = self._model

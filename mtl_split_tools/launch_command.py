@@ -11,6 +11,7 @@ import yaml
 
 from mtl_split_core import topics
 from mtl_split_core.errors import MtlSplitError
+from mtl_split_core.options import BACKENDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("launch", choices=LAUNCHES)
     p.add_argument("--bundle", required=True, help="model bundle directory from `mtl-split export`")
-    p.add_argument("--camera-topic", default=topics.DEFAULT_IMAGE_TOPIC, help="camera topic of the edge node")
+    p.add_argument("--camera-topic", default="",
+                   help=f"the edge's camera (default: image_topics of config/edge.yaml or --params-file, "
+                        f"{topics.DEFAULT_IMAGE_TOPIC})")
     p.add_argument("--namespace", default="", help="e.g. /robot_a")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"), help="inference backend")
+    p.add_argument("--backend", default="", choices=BACKENDS,
+                   help="the nodes' backend (default: their backend parameter, auto)")
     p.add_argument("--params-file", default="", help="YAML applied after config/<node>.yaml")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                    help="override a parameter, e.g. -p edge.dtype=int8 -p server.max_batch=4")

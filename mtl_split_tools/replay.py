@@ -24,7 +24,6 @@ RESULT_TIMEOUT_S = 5.0
 WARMUP_NS = NS_PER_S
 # --rate max: frames published but not yet answered, at most (below the server's queue depth).
 MAX_IN_FLIGHT = 3
-DIAGNOSTICS_PREFIX = "mtl_split: "
 COUNTERS = ("frames_in", "frames_out", "dropped", "unheard")
 
 
@@ -54,11 +53,12 @@ class Replayer(DriverNode):
     def __init__(self, namespace: str, image_topic: str, image_type: str, watch_features: bool = True,
                  dense: Sequence[TaskSpec] = ()):
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import CompressedImage, Image
 
         from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures
+        from mtl_split_ros import qos
 
         super().__init__("mtl_split_replay")
         ns = namespace.rstrip("/")
@@ -82,10 +82,8 @@ class Replayer(DriverNode):
         if watch_features:  # best effort: a passive observer must not slow the edge's reliable publisher
             self.node.create_subscription(SharedFeatures, f"{ns}/{topics.FEATURES}", on_features,
                                           QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(BackboneInfo, f"{ns}/{topics.BACKBONE_INFO}",
-                                      lambda m: setattr(self, "info", m), latched)
+                                      lambda m: setattr(self, "info", m), qos.LATCHED)
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
         for task in dense:  # dense results come on their own topics (and only when listened to)
             self._listen_dense(task, f"{ns}/{topics.RESULTS}/{task.name}", reliable)
@@ -115,9 +113,11 @@ class Replayer(DriverNode):
             self.log.results[ns] = msg
 
     def _on_diagnostics(self, msg) -> None:
+        from mtl_split_ros.diagnostics import status_node
+
         for status in msg.status:
-            if status.name.startswith(DIAGNOSTICS_PREFIX):
-                self.log.node_counters[status.name.removeprefix(DIAGNOSTICS_PREFIX)] = {
+            if (node := status_node(status.name)) is not None:
+                self.log.node_counters[node] = {
                     kv.key: kv.value for kv in status.values if kv.key in COUNTERS or kv.key.startswith("errors")}
 
     def publish(self, frame: Frame) -> None:

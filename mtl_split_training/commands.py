@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from mtl_split_core.options import PRECISIONS
+
 from .errors import TrainingError
 from .train_main import add_train_arguments, run_train
 
@@ -102,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     engine = subparsers.add_parser("build-engine", help="build TensorRT engines for a bundle (needs tensorrt + GPU)")
     engine.add_argument("bundle", help="bundle directory made by `mtl-split export`")
-    engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
+    engine.add_argument("--precision", choices=PRECISIONS, default="fp16", help="engine precision")
     engine.add_argument("--calib-images", type=int, default=256, help="int8 calibration images (training split)")
     engine.add_argument("--batch", type=int, default=1, help="batch size the engines are built for")
     engine.add_argument("--data", default=None,

@@ -66,9 +66,11 @@ class Pipeline:
 
     def diag(self, node_fqn: str) -> dict[str, str]:
         """Newest diagnostics values of one node."""
+        from mtl_split_ros.diagnostics import status_node
+
         for array_msg in reversed(self.diagnostics):
             for status in array_msg.status:
-                if status.name == f"mtl_split: {node_fqn}":
+                if status_node(status.name) == node_fqn:
                     return {kv.key: kv.value for kv in status.values}
         return {}
 
@@ -265,7 +267,7 @@ def test_lifecycle_transitions(ros, launcher, tiny_bundle):
     from lifecycle_msgs.srv import ChangeState, GetState
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
-    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from mtl_split_ros import qos
     from sensor_msgs.msg import Image
 
     from mtl_split.msg import BackboneInfo, SharedFeatures
@@ -290,8 +292,7 @@ def test_lifecycle_transitions(ros, launcher, tiny_bundle):
              SetParameters.Request(parameters=[Parameter(name="bundle", value=value)]))
 
     features = ros.collect(SharedFeatures, "/robot_c/mtl_split/features")
-    info = ros.collect(BackboneInfo, "/robot_c/mtl_split/backbone_info",
-                       QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    info = ros.collect(BackboneInfo, "/robot_c/mtl_split/backbone_info", qos.LATCHED)
     camera = ros.node.create_publisher(Image, "/robot_c/camera/image_raw", 10)
     frame = frames(1, seed=8)[0]
 

@@ -81,3 +81,84 @@ def test_nodes_get_the_shipped_dds_profile_unless_told_otherwise(tmp_path):
         v: str(own) for v in DDS_PROFILE_VARIABLES}
     with pytest.raises(ValueError, match="DDS profile"):
         plan("edge", LaunchArgs(bundle="/b", dds_profile="/no/such.xml"))
+
+
+# --- what `ros2 launch` does on a ROS install (launch_ros itself is not installable here) ------
+
+def test_ros2_launch_nodes_for_namespace_camera_topic_and_params_file():
+    """The exact launch_ros Node arguments: namespace made absolute, params_file after
+    config/<node>.yaml, and only the launch arguments given passed as parameters."""
+    from mtl_split_ros.launch_plan import dds_environment
+    from mtl_split_ros.ros2_launch import ARGUMENTS, node_actions
+
+    given = {"bundle": "/b", "namespace": "robot_a", "camera_topic": "/front/image_raw", "backend": "onnxruntime",
+             "params_file": "/my/edge.yaml"}
+    edge, server = node_actions("pipeline", given)
+    assert edge["executable"] == "edge_node" and server["executable"] == "server_node"
+    assert edge["additional_env"] == dds_environment("nodes")  # the shipped DDS profile by default
+    assert edge["namespace"] == server["namespace"] == "/robot_a"
+    assert edge["parameters"] == [str(config_dir() / "edge.yaml"), "/my/edge.yaml",
+                                  {"bundle": "/b", "backend": "onnxruntime", "image_topics": ["/front/image_raw"]}]
+    assert server["parameters"][-1] == {"bundle": "/b", "backend": "onnxruntime"}
+    defaults = {name: default for name, (default, _) in ARGUMENTS.items()}
+    [edge] = node_actions("edge", {**defaults, "bundle": "/b", "params_file": "/my/edge.yaml"})
+    # Nothing overrides what config/ and the params_file say (e.g. a list of several cameras).
+    assert edge["parameters"][-1] == {"bundle": "/b"} and edge["namespace"] is None
+    with pytest.raises(ValueError, match="bundle:="):
+        node_actions("server", defaults)
+    assert set(ARGUMENTS) == {f for f in LaunchArgs.__dataclass_fields__ if f not in ("overrides", "remaps")}
+
+
+def test_every_executable_a_launch_names_is_installed_and_starts_its_node():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for spec in NODES.values():
+        script = ROOT / "nodes" / spec.executable
+        assert f"nodes/{spec.executable}" in cmake and script.stat().st_mode & 0o111
+        assert f"from {spec.module} import main" in script.read_text()
+
+
+BLOCKED = ("numpy", "zstandard", "lz4", "cv2", "rclpy", "onnxruntime", "launch", "launch_ros")
+
+
+@pytest.mark.parametrize("name", ["pipeline", "edge", "server"])
+def test_launch_files_load_with_only_pyyaml(name):
+    """`ros2 launch` runs the launch file in the system Python, outside the user's venv: it
+    must import with PyYAML alone and reach launch_ros with every argument resolved."""
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in {BLOCKED!r}:
+            raise ModuleNotFoundError(f"blocked {{fullname}}", name=fullname)
+sys.meta_path.insert(0, Block())
+launch_file = runpy.run_path({str(ROOT / "launch" / f"{name}.launch.py")!r})
+from mtl_split_ros.ros2_launch import node_actions
+assert node_actions({name!r}, {{"bundle": "/b", "namespace": "/r"}})
+try:
+    launch_file["generate_launch_description"]()
+except ModuleNotFoundError as e:
+    print("reached", e.name)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "reached launch", r.stdout + r.stderr
+
+
+@pytest.mark.ros
+def test_the_edge_subscribes_the_cameras_of_a_params_file(launcher, tiny_bundle, tmp_path):
+    """Launch arguments left at their defaults do not override a params_file (here: two
+    cameras); the real node under rcl's parameter parsing, started as `ros2 launch` would."""
+    import time
+
+    params_file = tmp_path / "cameras.yaml"
+    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "image_topics": ["/pf/left/image_raw", "/pf/right/image_raw/compressed"]}}}))
+    [node] = plan("edge", LaunchArgs(bundle=str(tiny_bundle), namespace="pf", params_file=str(params_file)))
+    edge = launcher.add(node)
+    end = time.monotonic() + 60
+    while "active: cameras" not in edge.log() and edge.alive and time.monotonic() < end:
+        time.sleep(0.2)
+    assert ("active: cameras /pf/left/image_raw (Image), /pf/right/image_raw/compressed (CompressedImage)"
+            in edge.log()), edge.log()

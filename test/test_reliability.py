@@ -72,8 +72,11 @@ class Watch:
         ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
 
     def _on_diagnostics(self, msg: Any) -> None:
+        from mtl_split_ros.diagnostics import status_node
+
         for status in msg.status:
-            self.status[status.name.removeprefix("mtl_split: ")] = {kv.key: kv.value for kv in status.values}
+            if (node := status_node(status.name)) is not None:
+                self.status[node] = {kv.key: kv.value for kv in status.values}
 
     def count(self, node: str, name: str) -> int:
         return int(self.status.get(node, {}).get(name, 0))
@@ -415,7 +418,7 @@ def test_edge_running_another_model_is_reported_before_its_first_frame(ros, watc
     from sensor_msgs.msg import Image
 
     from mtl_split.msg import BackboneInfo, SharedFeatures
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from mtl_split_ros import qos
 
     other = load_manifest(other_bundle).model_id
     edge = launcher.node("edge", {"bundle": str(other_bundle), "image_topics": [GOOD_CAMERA]},
@@ -424,8 +427,7 @@ def test_edge_running_another_model_is_reported_before_its_first_frame(ros, watc
                  "the server's warning about /rel_m's model")
     assert "/rel_m/mtl_split/features" in log_lines(pipeline.server, f"runs model {other}")[0]
     # Another release's edge says so in its BackboneInfo too.
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    info = ros.node.create_publisher(BackboneInfo, "/rel_f_schema_version/mtl_split/backbone_info", latched)
+    info = ros.node.create_publisher(BackboneInfo, "/rel_f_schema_version/mtl_split/backbone_info", qos.LATCHED)
     info.publish(BackboneInfo(schema_version=SharedFeatures.SCHEMA_VERSION + 1,
                               model_id=pipeline.manifest.model_id))
     ros.wait_for(lambda: log_lines(pipeline.server, f"schema {SharedFeatures.SCHEMA_VERSION + 1}, this server"),
@@ -561,17 +563,18 @@ def _server_stop_is_counted_at_the_edge(ros, watch, procs, start, camera, result
 def test_incompatible_qos_peers_are_reported_with_the_fix(ros, watch, pipeline):
     """A reliable subscription meets a best-effort publisher; transient-local subscribers meet
     volatile publishers. Each side that can tell says so, with what to change."""
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from mtl_split_ros import qos
 
     from mtl_split.msg import MultiTaskResult, SharedFeatures
 
     edge = f"{EDGE_NS}/mtl_split_edge"
     before = {n: watch.count(n, "errors.incompatible_qos") for n in (SERVER, edge)}
     best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     ros.node.create_publisher(SharedFeatures, fault_topic("qos"), best_effort)
-    ros.node.create_subscription(SharedFeatures, f"{EDGE_NS}/mtl_split/features", lambda m: None, latched)
-    ros.node.create_subscription(MultiTaskResult, f"{EDGE_NS}/mtl_split/results", lambda m: None, latched)
+    ros.node.create_subscription(SharedFeatures, f"{EDGE_NS}/mtl_split/features", lambda m: None, qos.LATCHED)
+    ros.node.create_subscription(MultiTaskResult, f"{EDGE_NS}/mtl_split/results", lambda m: None, qos.LATCHED)
     expected = [
         (pipeline.server, f"[incompatible_qos] {fault_topic('qos')}: a publisher", "RELIABILITY",
          "features_qos_reliability:=best_effort"),
