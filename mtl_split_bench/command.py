@@ -10,6 +10,7 @@ import importlib
 # name -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codec": ("mtl_split_bench.codec", "SharedFeatures encode/publish/receive/decode over loopback"),
+    "codecs": ("mtl_split_bench.codecs", "bytes vs accuracy: features (entropy, temporal) vs JPEG, H.264/H.265 on coherent clips"),
     "memory": ("mtl_split_bench.memory", "edge memory: MTL-Split vs single-task deployments (ONNX Runtime RSS)"),
     "bandwidth": ("mtl_split_bench.bandwidth", "bytes/frame vs accuracy: images, split tensor codecs, learned bottleneck"),
     "split": ("mtl_split_bench.split", "every split point: edge/server compute, bytes, accuracy (feeds mtl-split plan)"),

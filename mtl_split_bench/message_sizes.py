@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def feature_message_bytes(enc: Any, model_id: str) -> int:
     """Serialized (CDR) size of the SharedFeatures message carrying enc: what DDS sends."""
@@ -13,7 +15,7 @@ def feature_message_bytes(enc: Any, model_id: str) -> int:
 
     msg = SharedFeatures()
     msg.header.frame_id = "camera"
-    msg.model_id = model_id
+    msg.model_fingerprint = np.frombuffer(codec.fingerprint(model_id), np.uint8)
     return len(serialize_message(codec.to_message(enc, msg)))
 
 

@@ -5,6 +5,7 @@ A bundle is a directory:
     manifest.json   this module's Manifest (the only schema of it)
     backbone.onnx   edge part: image batch -> features batch (incl. bottleneck encoder)
     heads.onnx      server part: features batch -> one output per task (see TaskSpec.kind)
+    entropy.npz     optional: the entropy bottleneck's integer probability tables
     *.engine        optional TensorRT engines (see mtl_split_core.backends.tensorrt_engine)
 
 model_id is a content hash of the manifest (minus model_id) and so of every file's sha256:
@@ -26,6 +27,7 @@ MANIFEST_SCHEMA_VERSION = 2  # 2: tasks have a kind (dense tasks)
 MANIFEST_NAME = "manifest.json"
 BACKBONE_FILE = "backbone.onnx"
 HEADS_FILE = "heads.onnx"
+ENTROPY_FILE = "entropy.npz"  # learned symbol tables (mtl_split_core.entropy), integers only
 # ONNX tensor names fixed by the export; the nodes never guess them.
 IMAGE_INPUT = "image"
 FEATURES_NAME = "features"
@@ -105,6 +107,9 @@ class FeatureSpec:
     # Fixed quantization learned with the bottleneck (per tensor); None = per-frame dynamic.
     scale: float | None = None
     zero_point: int | None = None
+    # Integer symbol tables of a bottleneck trained with a rate term (codec "entropy"): the
+    # bundle file holding them, None for bundles without.
+    entropy: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,3 +20,5 @@ class ImageError(MtlSplitError, ValueError):
 class ImageTooLarge(ImageError):
     """A camera image with more pixels than the edge accepts (max_pixels), refused from its
     header before anything is allocated or decoded."""
+class SchemaError(CodecError):
+    """A SharedFeatures of another wire-format version (another mtl_split release)."""

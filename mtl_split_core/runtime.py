@@ -8,14 +8,15 @@ result computed live over ROS and one computed offline come from one code path.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import codec
+from . import codec, entropy, temporal
 from .backends import Backend, open_backend
 from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, InputSpec, Manifest, load_manifest
 from .dense import DensePrediction, postprocess, to_source
@@ -61,8 +62,22 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
 
 
+def entropy_coders(bundle_dir: Path, manifest: Manifest) -> tuple[entropy.EntropyCoder, entropy.EntropyCoder] | None:
+    """The bundle's (intra, residual) coders, or None for a bundle without entropy tables."""
+    name = manifest.features.entropy
+    if not name:
+        return None
+    tables = entropy.load_tables(Path(bundle_dir) / name)
+    channels = manifest.features.shape[0]
+    for key in (entropy.INTRA, entropy.RESIDUAL):
+        if key not in tables or tables[key].channels != channels:
+            raise BundleError(f"{name} needs a {key!r} table of {channels} channels; re-export the bundle")
+    return entropy.EntropyCoder(tables[entropy.INTRA]), entropy.EntropyCoder(tables[entropy.RESIDUAL])
+
+
 class EdgeModel:
-    """The edge half.
+    """The edge half. With the entropy codec, frames of one stream (camera) are coded against
+    each other: keyframe_interval 1 codes every frame alone.
 
     bundle_dir: a bundle from `mtl-split export`.
     backend, precision: which inference backend (options.BACKENDS) and, for TensorRT, which
@@ -72,11 +87,14 @@ class EdgeModel:
     dtype, codec_name, level, per_channel: the wire encoding (codec.DTYPES, codec.CODECS,
         compression level, per-channel quantization). None: the bundle's FeatureSpec, including
         a learned bottleneck's fixed quantization.
+    keyframe_interval: codec entropy: at most this many frames per stream from one keyframe to
+        the next (temporal.TemporalEncoder).
     """
 
     def __init__(self, bundle_dir: str | Path, *, backend: str = "auto", precision: str = "auto",
                  threads: int = 0, max_batch: int = 1, dtype: str | None = None, codec_name: str | None = None,
-                 level: int = 3, per_channel: bool = False) -> None:
+                 level: int = 3, per_channel: bool = False,
+                 keyframe_interval: int = temporal.DEFAULT_KEYFRAME_INTERVAL) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
         self.max_batch = max_batch
@@ -88,10 +106,25 @@ class EdgeModel:
         fixed = self.dtype == spec.dtype and spec.scale is not None
         self._scale = spec.scale if fixed else None
         self._zero_point = spec.zero_point if fixed else None
+        self._temporal: temporal.TemporalEncoder | None = None
+        if self.codec == "entropy":
+            coders = entropy_coders(self.bundle_dir, self.manifest)
+            if coders is None or not fixed:
+                raise BundleError(f"codec entropy needs a bundle trained with a rate term (train.rate_lambda) and its "
+                                  f"dtype {spec.dtype}; this bundle has {'no entropy tables' if coders is None else 'them'}"
+                                  f", asked dtype {self.dtype}: use codec zstd")
+            self._temporal = temporal.TemporalEncoder(*coders, keyframe_interval=keyframe_interval,
+                                                      streams=temporal.StreamTable())
         self.backend: Backend
         self.backend, self.backend_reason = open_backend(self.bundle_dir, self.manifest, BACKBONE_FILE, backend,
                                                          precision, max_batch, threads)
         self.encode(np.zeros(spec.shape, np.float32))  # invalid dtype/codec/level fail here, not per frame
+        self.reset_streams()
+
+    def reset_streams(self) -> None:
+        """Forget every stream's reference: the next frame of each is a keyframe."""
+        if self._temporal is not None:
+            self._temporal.streams.clear()
 
     def features(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """HxWx3 uint8 frames in the manifest's channel order -> float32 (N, *feature shape)."""
@@ -103,13 +136,18 @@ class EdgeModel:
                               f"{tuple(self.manifest.features.shape)}; re-export the bundle")
         return out
 
-    def encode(self, feature: np.ndarray) -> codec.EncodedFeatures:
-        """One frame's features -> payload."""
+    def encode(self, feature: np.ndarray, stream: Hashable = "") -> codec.EncodedFeatures:
+        """One frame's features -> payload; `stream` names its camera for temporal coding."""
+        if self._temporal is not None:
+            q, template = codec.quantize(feature, self.dtype, scale=self._scale, zero_point=self._zero_point)
+            return self._temporal.encode(stream, q, template)
         return codec.encode(feature, self.dtype, self.codec, self.level, self.per_channel,
                             self._scale, self._zero_point)
 
-    def __call__(self, frames: Sequence[np.ndarray]) -> list[codec.EncodedFeatures]:
-        return [self.encode(f) for f in self.features(frames)]
+    def __call__(self, frames: Sequence[np.ndarray], streams: Sequence[Hashable] | None = None
+                 ) -> list[codec.EncodedFeatures]:
+        keys = streams if streams is not None else [""] * len(frames)
+        return [self.encode(f, k) for f, k in zip(self.features(frames), keys)]
 
 
 class ServerModel:
@@ -118,32 +156,56 @@ class ServerModel:
     bundle_dir, backend, precision, threads: as for EdgeModel (heads.onnx is opened).
     max_batch: most frames per heads run (a larger call is run in chunks).
     max_bytes: a payload whose decoded tensor would be larger is refused before allocating.
+    streams: the temporal streams' state (bounded; default: temporal.StreamTable()).
     """
 
     def __init__(self, bundle_dir: str | Path, *, backend: str = "auto", precision: str = "auto",
-                 threads: int = 0, max_batch: int = 8, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 threads: int = 0, max_batch: int = 8, max_bytes: int = DEFAULT_MAX_BYTES,
+                 streams: temporal.StreamTable | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
+        self.fingerprint = codec.fingerprint(self.manifest.model_id)
         self.max_batch, self.max_bytes = max_batch, max_bytes
+        coders = entropy_coders(self.bundle_dir, self.manifest)
+        self.temporal = temporal.TemporalDecoder(*coders, streams=streams) if coders else None
         self.backend: Backend
         self.backend, self.backend_reason = open_backend(self.bundle_dir, self.manifest, HEADS_FILE, backend,
                                                          precision, max_batch, threads, per_output=True)
 
-    def decode(self, enc: codec.EncodedFeatures) -> np.ndarray:
-        """Payload -> float32 features of this bundle's shape (CodecError otherwise)."""
-        x = codec.decode(enc, self.max_bytes)
-        if x.shape != tuple(self.manifest.features.shape):
-            raise CodecError(f"features of shape {list(x.shape)}, this bundle's heads take "
-                             f"{list(self.manifest.features.shape)}; edge and server run different models")
-        return x
+    def decode(self, enc: codec.EncodedFeatures, stream: Hashable = None) -> np.ndarray:
+        """Payload -> float32 features of this bundle's shape (CodecError otherwise). Entropy-
+        coded frames of one `stream` (camera) decode in order; a delta frame without its
+        reference raises temporal.ResyncPending."""
+        spec = self.manifest.features
+        if tuple(enc.shape) != tuple(spec.shape):
+            raise CodecError(f"features of shape {list(enc.shape)}, this bundle's heads take "
+                             f"{list(spec.shape)}; edge and server run different models")
+        if enc.quantization == "model":
+            if spec.scale is None:
+                raise CodecError("features quantized on the bundle's grid, but this bundle has no fixed quantization")
+            enc = dataclasses.replace(enc, scale=np.array([spec.scale], np.float32),
+                                      zero_point=np.array([spec.zero_point or 0], np.int32))
+        if enc.codec != "entropy":
+            return codec.decode(enc, self.max_bytes)
+        if self.temporal is None:
+            raise CodecError("entropy-coded features, but this bundle has no entropy tables; edge and server run "
+                             "different bundles")
+        return codec.dequantize(self.temporal.symbols(stream, enc, self.max_bytes), enc)
 
-    def decode_message(self, msg: Any) -> np.ndarray:
+    def check_model(self, msg: Any) -> None:
+        """Schema version, then model fingerprint, of a received SharedFeatures: before any decoding."""
+        codec.check_version(msg)
+        theirs = bytes(msg.model_fingerprint)
+        if theirs != self.fingerprint:
+            raise BundleError(f"features come from model fingerprint {theirs.hex()}, this server runs "
+                              f"{self.manifest.model_id} ({self.fingerprint.hex()}); deploy the same bundle on edge "
+                              "and server (the edge's backbone_info names its model)")
+
+    def decode_message(self, msg: Any, stream: Hashable = None) -> np.ndarray:
         """A received SharedFeatures -> features. BundleError for another model's features,
         CodecError for a malformed or undecodable one."""
-        if msg.model_id != self.manifest.model_id:
-            raise BundleError(f"features come from model {msg.model_id!r}, this server runs "
-                              f"{self.manifest.model_id!r}; deploy the same bundle on edge and server")
-        return self.decode(codec.from_message(msg))
+        self.check_model(msg)
+        return self.decode(codec.from_message(msg), stream)
 
     def predict(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> list[dict[str, Result]]:
         """(N, *feature shape) -> per frame {task: Prediction or DenseResult} for `tasks`
@@ -173,5 +235,5 @@ def run_offline(edge: EdgeModel, server: ServerModel, frames: Sequence[np.ndarra
                 tasks: Sequence[str] | None = None) -> list[dict[str, Prediction]]:
     """The whole pipeline in one process, one frame at a time like a one-camera edge:
     the reference the live nodes are compared with."""
-    features = np.stack([server.decode(edge([f])[0]) for f in frames])
+    features = np.stack([server.decode(edge([f])[0], "") for f in frames])
     return server.predict(features, tasks)

@@ -20,7 +20,7 @@ from mtl_split_core.frame_losses import REPLACED, StreamLosses
 from mtl_split_core.imaging import decode
 from mtl_split_core.preprocess import Decoded
 from mtl_split_core.runtime import EdgeModel
-from mtl_split_core.stamps import set_ns, to_ns
+from mtl_split_core.stamps import set_ns, to_ns, wrapped_us
 from mtl_split_ros import qos
 from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
@@ -108,7 +108,9 @@ class EdgeNode(ManagedNode):
             raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
         self._model = EdgeModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
                                 threads=p["threads"], max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
-                                codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"])
+                                codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"],
+                                keyframe_interval=p["keyframe_interval"])
+        self._fingerprint = np.frombuffer(codec.fingerprint(self._model.manifest.model_id), np.uint8)
         # The newest frame of each camera; a newer one replaces it while it waits (a drop).
         policy = BatchPolicy(max_batch=len(self._inputs) if batching else 1,
                              max_wait_s=p["max_wait_ms"] / 1000.0 if batching else 0.0, newest_only=True)
@@ -171,6 +173,8 @@ class EdgeNode(ManagedNode):
         if self._batcher is not None:
             self.diag.drop(DEACTIVATED, len(self._batcher.clear()))
             self._batch_timer.tick()  # nothing waits: stops the timer
+        if self._model is not None:
+            self._model.reset_streams()  # on re-activation every camera starts with a keyframe
         return super().on_deactivate(state)
 
     def _check_losses(self) -> None:
@@ -214,7 +218,8 @@ class EdgeNode(ManagedNode):
     def _infer(self, frames: list[CameraFrame]) -> None:
         start = time.perf_counter()
         try:
-            encoded = self._model([f.image for f in frames])
+            # One temporal stream per camera frame_id (what the server keys its streams by too).
+            encoded = self._model([f.image for f in frames], [f.header.frame_id for f in frames])
         except MtlSplitError as e:
             self.diag.error(self.get_name(), INFERENCE, f"{len(frames)} frame(s) dropped: {e}")
             self.diag.drop(INFERENCE, len(frames))
@@ -226,24 +231,25 @@ class EdgeNode(ManagedNode):
         for frame, enc in zip(frames, encoded):
             msg = codec.to_message(enc, SharedFeatures())
             msg.header = frame.header
-            msg.model_id = self._model.manifest.model_id
+            msg.model_fingerprint = self._fingerprint
             msg.edge_compute_ms = frame.convert_ms + batch_ms
-            msg.sent = self.get_clock().now().to_msg()
+            msg.sent_us = wrapped_us(self.get_clock().now().nanoseconds)
             self._features_pub.publish(msg)
             self.diag.count(FRAMES_OUT)
             self.diag.count(UNHEARD, unheard)
             self.diag.count("bytes_out", enc.wire_bytes)
+            self.diag.count(f"frames_{enc.frame}")
             self.diag.observe("bytes_per_frame", enc.wire_bytes)
             self.diag.observe("compute_ms", msg.edge_compute_ms)
 
     def _backbone_info(self) -> BackboneInfo:
         m = self._model
-        probe = codec.to_message(m.encode(np.zeros(m.manifest.features.shape, np.float32)), SharedFeatures())
         info = BackboneInfo(
             schema_version=SharedFeatures.SCHEMA_VERSION, model_id=m.manifest.model_id,
             backbone=m.manifest.backbone, split_point=m.manifest.split_point, backend=m.backend.name,
             input_width=m.manifest.input.width, input_height=m.manifest.input.height,
             tasks=m.manifest.task_names, feature_shape=list(m.manifest.features.shape),
-            dtype=probe.dtype, codec=probe.codec, image_topics=[s.topic_name for s in self._subs])
+            dtype=codec.wire_code(SharedFeatures, "DTYPE_", m.dtype),
+            codec=codec.wire_code(SharedFeatures, "CODEC_", m.codec), image_topics=[s.topic_name for s in self._subs])
         info.header.stamp = self.get_clock().now().to_msg()
         return info

@@ -116,8 +116,14 @@ EDGE = NodeSpec(
               "Wire dtype of the features (empty: the bundle's default).",
               ("", "float32", "float16", "int8", "uint8")),
         Param("codec", "", "string",
-              "Entropy codec of the features (empty: the bundle's default).",
-              ("", "none", "zstd", "lz4")),
+              "Coding of the features (empty: the bundle's default). entropy: the bundle's learned "
+              "tables (bundles trained with train.rate_lambda), with temporal coding per camera.",
+              ("", "none", "zstd", "lz4", "entropy")),
+        Param("keyframe_interval", 30, "integer",
+              "codec entropy: at most this many frames per camera from one keyframe to the next; the "
+              "others are coded as residuals against the previous frame (a scene change forces a "
+              "keyframe). 1 = every frame coded alone. After a lost frame the server resumes at the "
+              "next keyframe, so on a lossy (best_effort) link keep it short."),
         Param("level", 3, "integer", "Compression level of zstd/lz4."),
         Param("per_channel", False, "bool",
               "int8/uint8: one scale per channel instead of per tensor (ignored when the "
@@ -151,6 +157,11 @@ SERVER = NodeSpec(
               "Longest a frame waits for frames of other active robots to batch with."),
         Param("max_feature_bytes", DEFAULT_MAX_BYTES, "integer",
               "Refuse SharedFeatures whose decoded tensor would exceed this many bytes."),
+        Param("max_streams", 256, "integer",
+              "Temporal coding: most camera streams whose last frame the server keeps (least "
+              "recently seen forgotten first; a forgotten stream resumes at its next keyframe)."),
+        Param("stream_max_age_s", 10.0, "double",
+              "Temporal coding: forget a camera stream silent for longer than this."),
     ),
 )
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
-from rclpy.time import Time
 
 from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPrediction, TaskResult
 from mtl_split_core import topics
 from mtl_split_core.batching import BatchPolicy, BatchScheduler
-from mtl_split_core.errors import BundleError, CodecError, MtlSplitError
+from mtl_split_core.errors import BundleError, CodecError, MtlSplitError, SchemaError
 from mtl_split_core.runtime import Prediction, Result, ServerModel
-from mtl_split_core.stamps import to_ns
+from mtl_split_core.stamps import elapsed_ms
+from mtl_split_core.temporal import ResyncPending, StreamTable
 from mtl_split_ros import qos
 from mtl_split_ros.dense_results import DensePublishers, dense_publishers
 from mtl_split_ros.batch_timer import BatchTimer
@@ -28,7 +28,9 @@ from mtl_split_ros.params import SERVER
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
 # Error kinds counted on /diagnostics as errors.<kind>.
 MODEL_MISMATCH = "model_mismatch"
+SCHEMA_MISMATCH = "schema_mismatch"
 BAD_PAYLOAD = "bad_payload"
+RESYNC = "resync"  # delta frames whose reference was lost: dropped until the stream's next keyframe
 INFERENCE = "inference"
 
 
@@ -66,12 +68,6 @@ class Item:
         return self.source.topic, self.msg.header.frame_id
 
 
-def _ms_between(earlier: Any, later: Time) -> float:
-    """later - a stamp from the wire. Plain integers: rclpy's Time refuses a negative stamp,
-    and a robot with a broken clock must not crash the server."""
-    return (later.nanoseconds - to_ns(earlier)) / 1e6
-
-
 def task_prediction(p: Prediction) -> TaskPrediction:
     scores = array.array("f")
     scores.frombytes(np.ascontiguousarray(p.scores, np.float32).tobytes())
@@ -102,7 +98,8 @@ class ServerNode(ManagedNode):
             raise ValueError(f"max_batch must be >= 1 and max_wait_ms > 0 (max_batch:=1 never waits), "
                              f"got {p['max_batch']} and {p['max_wait_ms']}")
         self._model = ServerModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
-                                  threads=p["threads"], max_batch=p["max_batch"], max_bytes=p["max_feature_bytes"])
+                                  threads=p["threads"], max_batch=p["max_batch"], max_bytes=p["max_feature_bytes"],
+                                  streams=StreamTable(p["max_streams"], p["stream_max_age_s"]))
         self._batcher = BatchScheduler(BatchPolicy(max_batch=p["max_batch"], max_wait_s=p["max_wait_ms"] / 1000.0))
         self._batch_timer = BatchTimer(self, self._batcher, self._run_batch)
         m = self._model
@@ -117,9 +114,9 @@ class ServerNode(ManagedNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for topic in self.get("features_topics"):
             self._serve(self.resolve_topic_name(topic))
-        if self.get("discover"):
-            self._discover()
-            self._discovery_timer = self.create_timer(self.get("discovery_period_s"), self._discover)
+        # Also without discovery: the timer checks the served topics' publishers.
+        self._discover()
+        self._discovery_timer = self.create_timer(self.get("discovery_period_s"), self._discover)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -129,6 +126,8 @@ class ServerNode(ManagedNode):
         if self._batcher is not None:
             self.diag.drop("deactivated", len(self._batcher.clear()))
             self._batch_timer.tick()  # nothing waits: stops the timer
+        if self._model is not None and self._model.temporal is not None:
+            self._model.temporal.streams.clear()
         for s in self._sources.values():
             self.destroy_subscription(s.sub)
             self.destroy_subscription(s.info_sub)
@@ -145,10 +144,26 @@ class ServerNode(ManagedNode):
     # --- sources --------------------------------------------------------------------------
 
     def _discover(self) -> None:
-        """Serve every SharedFeatures topic named .../mtl_split/features in the graph."""
-        for name, types in self.get_topic_names_and_types():
+        """Serve every SharedFeatures topic named .../mtl_split/features in the graph (with
+        discover:=true), and check every served topic's publishers."""
+        for name, types in self.get_topic_names_and_types() if self.get("discover") else ():
             if name.endswith("/" + topics.FEATURES) and FEATURES_TYPE in types and name not in self._sources:
                 self._serve(name)
+        for topic in self._sources:
+            self._check_publishers(topic)
+
+    def _check_publishers(self, topic: str) -> None:
+        """A publisher of another SharedFeatures definition (another mtl_split release) never
+        matches our subscription, so none of its frames arrive: say so instead of staying silent."""
+        ours = {str(e.topic_type_hash) for e in self.get_subscriptions_info_by_topic(topic)
+                if e.node_name == self.get_name() and e.node_namespace == self.get_namespace()}
+        for pub in self.get_publishers_info_by_topic(topic):
+            if pub.topic_type == FEATURES_TYPE and ours and str(pub.topic_type_hash) not in ours:
+                self.diag.error(topic, SCHEMA_MISMATCH, (
+                    f"{pub.node_namespace.rstrip('/')}/{pub.node_name} publishes {FEATURES_TYPE} of another definition "
+                    f"(type hash {pub.topic_type_hash}): another mtl_split release, whose frames cannot reach this "
+                    f"server (it reads SharedFeatures schema {SharedFeatures.SCHEMA_VERSION}); run the same release "
+                    "on edge and server"))
 
     def _serve(self, topic: str) -> None:
         if topic in self._sources:
@@ -167,7 +182,7 @@ class ServerNode(ManagedNode):
         losses = StreamLosses(gap_settle_s=0.0)  # no sample-lost events here: gaps count at once
         source.sub = self.create_subscription(
             SharedFeatures, topic, lambda msg, info: self._on_features(
-                msg, source, losses.on_message(*sequence_id(info), time.monotonic())),
+                msg, source, info, losses.on_message(*sequence_id(info), time.monotonic())),
             qos.profile(p, "features"), event_callbacks=qos.subscription_events(self.diag.error, topic, "features"))
         # The edge's latched BackboneInfo beside its features: a model mismatch shows before any frame.
         info_topic = topic[: -len(topics.FEATURES)] + topics.BACKBONE_INFO
@@ -184,10 +199,11 @@ class ServerNode(ManagedNode):
     def _check_edge(self, info: BackboneInfo, topic: str) -> None:
         ours = self._model.manifest.model_id
         if info.schema_version != SharedFeatures.SCHEMA_VERSION:
-            self.get_logger().warning(
+            info_topic = topic[: -len(topics.FEATURES)] + topics.BACKBONE_INFO
+            self.diag.error(info_topic, SCHEMA_MISMATCH, (
                 f"the edge publishing {topic} sends SharedFeatures schema {info.schema_version}, this server "
                 f"reads schema {SharedFeatures.SCHEMA_VERSION}: its frames will be dropped until both run the "
-                "same mtl_split release")
+                "same mtl_split release"))
         elif info.model_id != ours:
             self.get_logger().warning(
                 f"the edge publishing {topic} runs model {info.model_id} ({info.backbone}), this server "
@@ -196,13 +212,21 @@ class ServerNode(ManagedNode):
     # --- frames ---------------------------------------------------------------------------
 
     @contained
-    def _on_features(self, msg: SharedFeatures, source: Source, missed: dict[str, int]) -> None:
-        transport_ms = _ms_between(msg.sent, self.get_clock().now())
+    def _on_features(self, msg: SharedFeatures, source: Source, info: Any, missed: dict[str, int]) -> None:
+        transport_ms = elapsed_ms(msg.sent_us, self.get_clock().now().nanoseconds)
         self.diag.count(FRAMES_IN)
         self.diag.drops(missed)
         start = time.perf_counter()
+        # One temporal stream per robot topic, publisher and camera frame_id (the edge's key).
+        gid = info.get("publisher_gid") if hasattr(info, "get") else None
+        stream = (source.topic, bytes(gid["data"]) if gid else b"", msg.header.frame_id)
         try:
-            features = self._model.decode_message(msg)
+            features = self._model.decode_message(msg, stream)
+        except ResyncPending:
+            self.diag.drop(RESYNC)  # expected after a loss: counted (dropped.resync), not logged per frame
+            return
+        except SchemaError as e:
+            return self._drop(source, SCHEMA_MISMATCH, e)
         except BundleError as e:
             return self._drop(source, MODEL_MISMATCH, e)
         except CodecError as e:
@@ -238,7 +262,7 @@ class ServerNode(ManagedNode):
 
     def _publish(self, it: Item, frame: dict[str, Result], tasks: list[str], batch_start: float,
                  heads_ms: float, batch_size: int) -> None:
-        header, model_id = it.msg.header, it.msg.model_id
+        header, model_id = it.msg.header, self._model.manifest.model_id
         preds = {t: task_prediction(frame[t]) for t in tasks if t not in it.source.dense}
         size = (self._model.manifest.input.width, self._model.manifest.input.height)
         for t in tasks:

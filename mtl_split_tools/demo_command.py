@@ -105,8 +105,10 @@ def print_summary(r: dict, out: Path, seconds: float) -> None:
     rows = [quality(t, m) for t, m in r["tasks"].items()]
     feat = b.get("features_message") or b.get("features_payload")
     rows += [
-        ("bytes/frame sent (features)", f"{feat} B"),
-        ("bytes/frame JPEG-90 of the same frames", f"{b['jpeg90_image']} B  ({b['jpeg90_image'] / feat:.1f}x features)"),
+        ("bytes/frame sent (features message)", f"{feat} B"),
+        ("bytes/frame JPEG-90 message, same frames", f"{b['jpeg90_message']} B  ({b['jpeg90_message'] / feat:.1f}x features)"),
+        *([("bytes/frame H.264 CRF 23 stream message", f"{b['h264_crf23_message']} B  "
+            f"({b['h264_crf23_message'] / feat:.1f}x features)")] if "h264_crf23_message" in b else []),
         ("bytes/frame raw image", f"{b['raw_image']} B  ({b['raw_image'] / feat:.1f}x features)"),
         ("latency end to end p50 / p99", f"{lat['end_to_end']['p50']} / {lat['end_to_end']['p99']} ms"),
         ("  edge compute / transport / server p50",

@@ -70,7 +70,23 @@ def image_baseline(frames: list[Frame]) -> dict[str, int]:
         sizes["raw_image"].append(bgr.nbytes)
         for q in (90, 75):
             sizes[f"jpeg{q}_image"].append(len(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, q])[1]))
-    return {k: int(np.median(v)) for k, v in sizes.items()} | {"baseline_frames": len(picked)}
+    out = {k: int(np.median(v)) for k, v in sizes.items()} | {"baseline_frames": len(picked)}
+    return out | _sent_instead([_rgb(frames[i]) for i in picked])
+
+
+def _sent_instead(rgb: list[np.ndarray]) -> dict[str, int]:
+    """What ROS users send instead of features, as whole serialized messages: JPEG-90 per
+    frame, and the frames in bag order as an H.264 CRF 23 stream (ffmpeg_image_transport's
+    way; left out without PyAV or for a size libx264 refuses)."""
+    from mtl_split_bench.image_codecs import jpeg, video
+    from mtl_split_bench.message_sizes import image_message_bytes
+
+    out = {"jpeg90_message": int(np.median([image_message_bytes(jpeg(im, 90), "jpeg") for im in rgb]))}
+    try:
+        packets = video(rgb, "libx264", 23)[0]
+    except (ImportError, ValueError, OSError, RuntimeError):
+        return out
+    return out | {"h264_crf23_message": int(np.mean([image_message_bytes(p, "h264") for p in packets]))}
 
 
 def _size(frame: Frame) -> tuple[int, int]:

@@ -52,11 +52,16 @@ class TrainConfig:
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # CPU threads per process (torch.set_num_threads); None = torch's default
+    # Weight of the rate term (bits per frame of the entropy-coded bottleneck, model.entropy)
+    # against the sum of task losses: larger = fewer bytes, lower accuracy.
+    rate_lambda: float = 0.01
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         WEIGHTINGS.get(self.weighting.lower())  # an unknown name fails here, naming the choices
+        if self.rate_lambda < 0:
+            raise TrainingError(f"train.rate_lambda must be >= 0, got {self.rate_lambda}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("train.epochs must be >= 1 and train.batch_size >= 2 (BatchNorm)")
 

@@ -17,6 +17,7 @@ import torch
 
 from mtl_split_core.bundle import (
     BACKBONE_FILE,
+    ENTROPY_FILE,
     FEATURES_NAME,
     HEADS_FILE,
     IMAGE_INPUT,
@@ -26,7 +27,10 @@ from mtl_split_core.bundle import (
     write_manifest,
 )
 
+from mtl_split_core.entropy import INTRA, RESIDUAL, save_tables
+
 from .bottleneck import INT8_SCALE, INT8_ZERO_POINT
+from .entropy_model import intra_tables, residual_tables
 from .errors import TrainingError
 from .models import MODEL_META, SplitModel, count_parameters, load_model
 
@@ -99,12 +103,19 @@ def export_bundle(
                  [t.output for t in model.tasks])
     _check_against_torch(model, out_dir, images)
     bottleneck = model.spec.bottleneck
+    files = {BACKBONE_FILE: "", HEADS_FILE: ""}
+    if model.prior is not None:
+        # Integer tables, computed once here: edge and server only ever read the integers.
+        save_tables(out_dir / ENTROPY_FILE, {INTRA: intra_tables(model.prior),
+                                             RESIDUAL: residual_tables(model.residual_counts.numpy())})
+        files[ENTROPY_FILE] = ""
     features_spec = FeatureSpec(
         shape=tuple(int(d) for d in model.feature_shape),
         dtype="int8" if bottleneck else "float32",
-        codec="zstd" if bottleneck else "none",
+        codec="entropy" if model.prior is not None else "zstd" if bottleneck else "none",
         scale=INT8_SCALE if bottleneck else None,
         zero_point=INT8_ZERO_POINT if bottleneck else None,
+        entropy=ENTROPY_FILE if model.prior is not None else None,
     )
     manifest = Manifest(
         backbone=model.spec.backbone,
@@ -112,7 +123,7 @@ def export_bundle(
         input=input_spec,
         features=features_spec,
         tasks=model.tasks,
-        files={BACKBONE_FILE: "", HEADS_FILE: ""},
+        files=files,
         bottleneck_channels=int(bottleneck) if bottleneck else None,
         extra={
             **saved_extra,

@@ -20,6 +20,7 @@ from mtl_split_core.bundle import InputSpec, TaskSpec
 
 from .backbones import StageInfo, build_stages, resolve_split
 from .bottleneck import BottleneckDecoder, BottleneckEncoder
+from .entropy_model import RESIDUAL_LEVELS, FactorizedPrior
 from .errors import TrainingError
 from .heads import HEADS, make_task_head
 
@@ -33,6 +34,7 @@ class ModelSpec:
     split: int | str = -1  # last edge stage: index (negative from the end) or timm module name
     head: str = "paper"  # a registered head (heads.HEADS: paper, pooled)
     bottleneck: int | None = None  # channels of the learned int8 bottleneck, None = raw features
+    entropy: bool = False  # learn a factorized prior over the bottleneck's symbols (codec "entropy")
     input_size: int = 64
     weights: str | None = None  # local pretrained timm weights for the backbone; None = random init
     decoder_channels: int = 48  # width of each dense task's pyramid decoder
@@ -42,6 +44,8 @@ class ModelSpec:
             raise TrainingError(f"model.head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.bottleneck is not None and not 1 <= int(self.bottleneck) <= 4096:
             raise TrainingError(f"model.bottleneck must be a channel count in 1..4096 or null, got {self.bottleneck}")
+        if self.entropy and not self.bottleneck:
+            raise TrainingError("model.entropy codes the bottleneck's symbols: set model.bottleneck (e.g. 16) too")
         if self.input_size < 16:
             raise TrainingError(f"input size must be at least 16, got {self.input_size}")
         if not 4 <= int(self.decoder_channels) <= 1024:
@@ -68,6 +72,12 @@ class SplitModel(nn.Module):
         channels = infos[self.split_index].channels
         self.encoder = BottleneckEncoder(channels, int(spec.bottleneck)) if spec.bottleneck else None
         self.decoder = BottleneckDecoder(int(spec.bottleneck), channels) if spec.bottleneck else None
+        # The rate model (trained, exported as integer tables; never part of the ONNX files) and
+        # the statistics of frame-to-frame symbol changes that temporal coding's tables come from.
+        self.prior = FactorizedPrior(int(spec.bottleneck)) if spec.entropy else None
+        if spec.entropy:
+            self.register_buffer("residual_counts", torch.zeros(int(spec.bottleneck), 2 * RESIDUAL_LEVELS + 1,
+                                                                dtype=torch.float64))
         self.dense = any(t.dense for t in self.tasks)
         self.feature_shape, level_shapes = self._probe_shapes(spec.input_size)
         stride = infos[self.split_index].reduction

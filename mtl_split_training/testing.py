@@ -12,6 +12,7 @@ from .datasets import DataOptions, open_data
 from .datasets.scenes import TASKS as SCENE_TASKS
 from .datasets.shapes_factors import FACTORS
 from .datasets.torch_dataset import normalize
+from .entropy_model import residual_counts
 from .export import export_bundle
 from .models import ModelSpec, SplitModel
 
@@ -46,12 +47,20 @@ def make_tiny_bundle(
     head: str = "paper",
     split: int | str = -1,
     seed: int = 0,
+    entropy: bool = False,
 ) -> Manifest:
     """Untrained bundle: procedural-scene task names (`scenes` dense ones too), or {task: class names}. BatchNorm statistics
     are set from a few rendered scenes, so features have realistic (order-one) magnitudes."""
     torch.manual_seed(seed)
-    spec = ModelSpec(backbone=backbone, split=split, head=head, bottleneck=bottleneck, input_size=size)
+    spec = ModelSpec(backbone=backbone, split=split, head=head, bottleneck=bottleneck, input_size=size,
+                     entropy=entropy)
     model = SplitModel(spec, _task_specs(tasks))
-    calibrate_batchnorm(model, InputSpec(width=size, height=size), seed=seed)
+    input_spec = InputSpec(width=size, height=size)
+    calibrate_batchnorm(model, input_spec, seed=seed)
+    if entropy:  # temporal coding's statistics, as training collects them (untrained prior)
+        images = open_data("shapes", DataOptions(size=size, seed=seed)).split("val")
+        batches = [torch.stack([normalize(images.image(b * 16 + i), input_spec) for i in range(16)]) for b in range(4)]
+        counts = residual_counts(model.edge, batches, model.residual_counts.shape[0], seed=seed)
+        model.residual_counts.copy_(torch.from_numpy(counts))
     return export_bundle(model, out_dir, input_spec=InputSpec(width=size, height=size),
                          extra={"mode": "untrained", "seed": seed})

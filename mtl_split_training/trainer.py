@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .datasets import DataSource
 from .datasets.torch_dataset import TorchImages, collate
+from .entropy_model import residual_counts, symbols
 from .distributed import (
     DistContext,
     average_floats,
@@ -141,6 +142,7 @@ class MemberTrainer:
         model.train()
         params = list(model.parameters()) + list(self.weighting.parameters())
         sums = {t.name: 0.0 for t in self.tasks}
+        bits_sum = 0.0
         batches = len(loader) if cfg.train.max_batches is None else min(len(loader), cfg.train.max_batches)
         bar = tqdm(loader, total=batches, desc=f"{self.label} epoch {epoch + 1}/{cfg.train.epochs}",
                    leave=False, disable=not self.ctx.is_main, dynamic_ncols=True)
@@ -149,10 +151,18 @@ class MemberTrainer:
             if step == batches:
                 break
             images = images.to(self.device, non_blocking=True)
-            shared = model.shared(images)
+            code = model.edge(images)
+            shared = model.pyramid(code)
             task_losses = losses(model, shared, _to(labels, self.device))
             self.optimizer.zero_grad(set_to_none=True)
-            self.weighting.backward(task_losses, shared, model)
+            rate = None
+            if model.prior is not None:
+                # lambda * bits trains the encoder for rate; the detached term fits the prior to
+                # the symbols whatever lambda is (its gradient reaches only the prior).
+                bits = model.prior.bits(symbols(code))
+                rate = cfg.train.rate_lambda * bits + model.prior.bits(symbols(code.detach()))
+                bits_sum += float(bits.detach())
+            self.weighting.backward(task_losses, shared, model, rate)
             average_gradients(params, self.ctx)
             self.optimizer.step()
             values = {t: float(loss.detach()) for t, loss in task_losses.items()}
@@ -161,8 +171,19 @@ class MemberTrainer:
             bar.set_postfix(loss=f"{sum(values.values()):.3f}")
         seconds = time.perf_counter() - start
         mean = average_floats({t: s / max(1, batches) for t, s in sums.items()}, self.ctx)
-        return {"train_loss_per_task": mean, "train_loss": sum(mean.values()), "train_seconds": seconds,
-                "batches": batches}
+        out = {"train_loss_per_task": mean, "train_loss": sum(mean.values()), "train_seconds": seconds,
+               "batches": batches}
+        if model.prior is not None:
+            out["train_bits_per_frame"] = average_floats({"bits": bits_sum / max(1, batches)}, self.ctx)["bits"]
+        return out
+
+    def _fit_residuals(self, loader: DataLoader) -> None:
+        """Temporal coding's statistics: symbol changes between held-out frames and the same
+        frames slightly moved (a drifting camera), counted per channel into the model."""
+        model = self.model.eval()
+        images = (batch.to(self.device) for batch, _ in loader)
+        counts = residual_counts(model.edge, images, model.residual_counts.shape[0], seed=self.cfg.seed)
+        model.residual_counts.copy_(torch.from_numpy(counts))
 
     def run(self, resume: bool, on_epoch: EpochCallback | None = None) -> MemberResult:
         cfg, ctx = self.cfg, self.ctx
@@ -193,7 +214,8 @@ class MemberTrainer:
                           "val_score": {t: v["score"] for t, v in val.items()},
                           "val_loss": {t: v["loss"] for t, v in val.items()}, "val": val}
                 history.append(record)
-                tqdm.write(f"[{self.label}] epoch {epoch + 1}/{cfg.train.epochs}: loss {stats['train_loss']:.3f}, "
+                rate = f", {stats['train_bits_per_frame']:.1f} bits/frame" if "train_bits_per_frame" in stats else ""
+                tqdm.write(f"[{self.label}] epoch {epoch + 1}/{cfg.train.epochs}: loss {stats['train_loss']:.3f}{rate}, "
                            f"val {score_line(val)} ({stats['train_seconds']:.0f}s)")
                 save_checkpoint(self.dir, self.model, self.weighting, self.optimizer, self.scheduler,
                                 epoch + 1, history, self.weighting.state())
@@ -205,6 +227,8 @@ class MemberTrainer:
         if ctx.is_main:
             test_loader, _ = self._loader("test", train=False)
             test = evaluate(self.model, test_loader, self.device)
+            if self.model.prior is not None:
+                self._fit_residuals(val_loader)
             save_model(self.model.cpu(), self.dir, self.input_spec, extra={
                 "training": cfg.to_dict(), "member": self.label,
                 "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec},

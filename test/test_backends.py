@@ -140,7 +140,7 @@ def test_fixed_bottleneck_quantization_is_used(tiny_bundle, tmp_path):
     spec = FeatureSpec(shape=m.features.shape, dtype="int8", codec="lz4", scale=0.05, zero_point=0)
     write_manifest(tmp_path / "b", dataclasses.replace(m, features=spec))
     enc = EdgeModel(tmp_path / "b", threads=1)(rgb_frames(1))[0]
-    assert (enc.dtype, enc.codec) == ("int8", "lz4")
+    assert (enc.dtype, enc.codec, enc.quantization) == ("int8", "lz4", "model")
     np.testing.assert_array_equal(enc.scale, [np.float32(0.05)])
     np.testing.assert_array_equal(enc.zero_point, [0])
 
@@ -152,13 +152,18 @@ def test_server_refuses_other_models_and_shapes(models):
     enc = edge(rgb_frames(1))[0]
 
     class Msg(SimpleNamespace):  # a SharedFeatures stand-in: fields + the .msg constants
-        SCHEMA_VERSION, DTYPE_FLOAT32, DTYPE_FLOAT16, DTYPE_INT8, DTYPE_UINT8 = 1, 1, 2, 3, 4
-        CODEC_NONE, CODEC_ZSTD, CODEC_LZ4 = 0, 1, 2
-    msg = codec.to_message(enc, Msg(model_id="mtl-other"))
-    with pytest.raises(BundleError, match="mtl-other"):
+        SCHEMA_VERSION, DTYPE_FLOAT32, DTYPE_FLOAT16, DTYPE_INT8, DTYPE_UINT8 = 2, 1, 2, 3, 4
+        CODEC_NONE, CODEC_ZSTD, CODEC_LZ4, CODEC_ENTROPY = 0, 1, 2, 3
+        QUANT_NONE, QUANT_MODEL, QUANT_TENSOR, QUANT_CHANNEL = 0, 1, 2, 3
+        FRAME_KEY, FRAME_DELTA = 0, 1
+    msg = codec.to_message(enc, Msg(model_fingerprint=codec.fingerprint("mtl-other")))
+    with pytest.raises(BundleError, match=codec.fingerprint("mtl-other").hex()):
         server.decode_message(msg)
-    msg.model_id = server.manifest.model_id
+    msg.model_fingerprint = codec.fingerprint(server.manifest.model_id)
     assert server.decode_message(msg).shape == tuple(server.manifest.features.shape)
+    msg.schema_version = 1  # a peer of another release: refused with the reason, before the model check
+    with pytest.raises(CodecError, match="schema_version 1"):
+        server.decode_message(msg)
     wrong = codec.encode(np.ones((7, 2), np.float32))
     with pytest.raises(CodecError, match="different models"):
         server.decode(wrong)

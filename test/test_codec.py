@@ -12,11 +12,13 @@ from hypothesis.extra import numpy as hnp
 
 from mtl_split_core import codec
 from mtl_split_core.codec import CodecError, EncodedFeatures, decode, encode
+from mtl_split_core.entropy import EntropyCoder, SymbolTables, quantize_pmf
 
+CODER = EntropyCoder(SymbolTables(-128, quantize_pmf(np.ones((3, 256)))))
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=9)
 finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=32)
 tensors = shapes.flatmap(lambda s: hnp.arrays(np.float32, s, elements=finite))
-codecs = st.sampled_from(codec.CODECS)
+codecs = st.sampled_from(codec.BYTE_CODECS)
 
 
 @settings(max_examples=150, deadline=None)
@@ -53,10 +55,11 @@ def test_per_channel_beats_per_tensor_on_unequal_channels():
     assert err(True) < err(False) / 10
 
 
-def test_fixed_scale_is_used_as_given():
+def test_fixed_scale_is_used_as_given_and_not_sent():
     x = np.linspace(-1, 1, 50, dtype=np.float32)
     enc = encode(x, "int8", scale=1 / 127, zero_point=0)
     assert enc.scale.tolist() == [np.float32(1 / 127)] and enc.zero_point.tolist() == [0]
+    assert enc.quantization == "model" and enc.wire_bytes == len(enc.data) + 2  # ndim + one dimension
     np.testing.assert_allclose(decode(enc), x, atol=0.5 / 127 + 1e-6)
 
 
@@ -90,13 +93,16 @@ def _good(dtype="int8", c="zstd") -> EncodedFeatures:
     [
         (dict(dtype="complex64"), "unknown dtype"),
         (dict(codec="brotli"), "unknown codec"),
-        (dict(shape=(3, 4, 5)), "raw_size"),
+        (dict(shape=(3, 4, 5)), "needs"),
         (dict(shape=(3, 0, 16)), "positive"),
         (dict(shape=()), "dimensions"),
         (dict(shape=(1,) * 9), "dimensions"),
-        (dict(shape=(1 << 20, 1 << 20, 1 << 10), raw_size=1 << 50), "limit"),
-        (dict(raw_size=47), "raw_size"),
+        (dict(shape=(1 << 20, 1 << 20, 1 << 10)), "limit"),
         (dict(scale=np.ones(2, np.float32), zero_point=np.zeros(2, np.int32)), "scale/zero_point"),
+        (dict(quantization="tensor"), "scale/zero_point"),
+        (dict(quantization="none"), "quantization mode"),
+        (dict(frame="delta"), "delta"),
+        (dict(codec="entropy"), "entropy"),
         (dict(scale=np.array([1, 0, 1], np.float32)), "scale must be"),
         (dict(scale=np.array([1, np.nan, 1], np.float32)), "scale must be"),
         (dict(zero_point=np.array([0, 500, 0])), "zero_point outside"),
@@ -107,7 +113,7 @@ def test_decode_rejects_inconsistent_headers(change, match):
         decode(dataclasses.replace(_good(), **change))
 
 
-@pytest.mark.parametrize("c", codec.CODECS)
+@pytest.mark.parametrize("c", codec.BYTE_CODECS)
 def test_decode_rejects_truncated_and_oversized_data(c):
     good = _good("float32", c)
     for data in (bytes(good.data)[:-1], bytes(good.data)[: len(good.data) // 2], bytes(good.data) + b"\0" * 7, b""):
@@ -138,15 +144,17 @@ def test_decompression_bomb_is_bounded():
     dtype=st.sampled_from(list(codec.DTYPES) + ["x"]),
     c=st.sampled_from(list(codec.CODECS) + ["y"]),
     shape=st.lists(st.integers(-2, 1 << 40), max_size=10).map(tuple),
-    raw_size=st.integers(0, 1 << 62),
     scale=st.lists(st.floats(allow_nan=True, width=32), max_size=4),
     zp=st.lists(st.integers(-1000, 1000), max_size=4),
     data=st.binary(max_size=256),
+    quantization=st.sampled_from(list(codec.QUANTIZATIONS) + ["z"]),
+    frame=st.sampled_from(list(codec.FRAMES) + ["z"]),
 )
-def test_fuzzed_payloads_raise_only_codec_error(dtype, c, shape, raw_size, scale, zp, data):
-    enc = EncodedFeatures(dtype, shape, np.array(scale, np.float32), np.array(zp, np.int64), c, raw_size, data)
+def test_fuzzed_payloads_raise_only_codec_error(dtype, c, shape, scale, zp, data, quantization, frame):
+    enc = EncodedFeatures(dtype, shape, np.array(scale, np.float32), np.array(zp, np.int64), c, data,
+                          quantization, frame)
     try:
-        y = decode(enc, max_bytes=1 << 16)
+        y = decode(enc, max_bytes=1 << 16, coder=CODER)
     except CodecError:
         return
     assert y.nbytes <= 4 * (1 << 16) and y.shape == shape

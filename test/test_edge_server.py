@@ -7,6 +7,7 @@ Each test checks its own frames, so the order of the tests does not matter.
 from __future__ import annotations
 
 import array
+import dataclasses
 
 import numpy as np
 import pytest
@@ -183,8 +184,8 @@ def test_server_drops_foreign_and_truncated_features(pipeline):
     robot_z = pipeline.ros.node.create_publisher(SharedFeatures, "/robot_z/mtl_split/features", 10)
 
     def features(model_id: str, data: bytes) -> SharedFeatures:
-        msg = codec.to_message(enc, SharedFeatures())
-        msg.model_id, msg.data = model_id, data
+        msg = codec.to_message(dataclasses.replace(enc, data=data), SharedFeatures())
+        msg.model_fingerprint = np.frombuffer(codec.fingerprint(model_id), np.uint8)
         return stamp(msg, "cam_x")
     foreign = features("mtl-not-this-model", enc.data)
     truncated = features(pipeline.manifest.model_id, enc.data[: len(enc.data) // 2])
@@ -196,7 +197,7 @@ def test_server_drops_foreign_and_truncated_features(pipeline):
         30, "the server to count model_id mismatches and bad payloads",
         tick=lambda: (robot_x.publish(foreign), robot_z.publish(truncated)), tick_every=0.3)
     log = pipeline.server.log(400)
-    assert "mtl-not-this-model" in log and "does not decompress" in log
+    assert codec.fingerprint("mtl-not-this-model").hex() in log and "does not decompress" in log
     # Rate-limited: one log line per source and kind (then one per 10 s), every frame counted.
     counts = pipeline.diag(server)
     for kind, topic in (("model_mismatch", "/robot_x"), ("bad_payload", "/robot_z")):
@@ -212,7 +213,7 @@ def test_heads_nobody_listens_to_are_not_run(pipeline, offline):
     server = "/mtl_split_server"
     image = to_array(image_msg(frames(1, seed=10)[0], "cam_y"))
     msg = codec.to_message(offline.edge(image[None])[0], SharedFeatures())
-    msg.model_id = pipeline.manifest.model_id
+    msg.model_fingerprint = np.frombuffer(codec.fingerprint(pipeline.manifest.model_id), np.uint8)
     msg = stamp(msg, "cam_y")
     robot_y = pipeline.ros.node.create_publisher(SharedFeatures, "/robot_y/mtl_split/features", 10)
     before = int(pipeline.diag(server).get("unheard", 0))

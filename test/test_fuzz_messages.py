@@ -10,6 +10,7 @@ HxWx3 uint8 image or raises ImageError.
 from __future__ import annotations
 
 import array
+import dataclasses
 import tracemalloc
 
 import cv2
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtl_split_core import codec
+from mtl_split_core.entropy import EntropyCoder, SymbolTables, quantize_pmf
 from mtl_split_core.errors import CodecError, ImageError
 from mtl_split_core.imaging import to_array
 from rosbags.image import ImageError as RosbagsImageError
@@ -36,13 +38,18 @@ MAX_BYTES = 1 << 16  # the receiver's max_feature_bytes in these tests
 # float32 copy of the same size and a bool mask for the NaN check; plus interpreter noise.
 PEAK_LIMIT = int(2.5 * MAX_BYTES) + (16 << 10)
 
-U8, U32 = st.integers(0, 255), st.integers(0, (1 << 32) - 1)
-I32 = st.integers(-(1 << 31), (1 << 31) - 1)
+U8, U16, U32 = st.integers(0, 255), st.integers(0, (1 << 16) - 1), st.integers(0, (1 << 32) - 1)
 F32 = st.floats(width=32)  # includes NaN, inf, subnormals
-DTYPE_CODES = st.one_of(st.sampled_from(sorted(codec._constants(SharedFeatures, "DTYPE_").values())), U8)
-CODEC_CODES = st.one_of(st.sampled_from(sorted(codec._constants(SharedFeatures, "CODEC_").values())), U8)
-# Mostly plausible dimensions (so deep checks run), sometimes anything a uint32 holds.
-DIM = st.one_of(st.integers(1, 64), st.integers(0, 1 << 16), U32)
+
+
+def _codes(prefix: str) -> st.SearchStrategy:
+    """Mostly a valid enumeration value, sometimes any byte."""
+    return st.one_of(st.sampled_from(sorted(codec._constants(SharedFeatures, prefix).values())), U8)
+
+
+# The server's entropy tables in these tests: 3 channels of int8 symbols.
+CODER = EntropyCoder(SymbolTables(-128, quantize_pmf(np.linspace(1, 2, 3 * 256).reshape(3, 256))))
+MODEL_SCALE = np.array([0.05], np.float32)
 
 
 class Shown:
@@ -63,16 +70,16 @@ class Shown:
 
 @st.composite
 def random_messages(draw: st.DrawFn) -> Shown:
-    """Every field drawn independently: mostly garbage, sometimes a valid enumeration."""
+    """Every field drawn independently: mostly garbage, sometimes a valid enumeration. The
+    data field starts with the shape's varints, so plausible prefixes come first."""
     msg = SharedFeatures()
     msg.schema_version = draw(st.one_of(st.just(SharedFeatures.SCHEMA_VERSION), U8))
-    msg.dtype, msg.codec = draw(DTYPE_CODES), draw(CODEC_CODES)
-    msg.shape = draw(st.lists(DIM, max_size=10))
-    n = draw(st.integers(0, 4))
-    msg.scale = draw(st.lists(F32, min_size=n, max_size=n))
-    msg.zero_point = draw(st.lists(I32, min_size=n, max_size=n))
-    msg.raw_size = draw(st.one_of(U32, st.integers(0, 4096)))
-    msg.data = draw(st.binary(max_size=512))
+    msg.dtype, msg.codec = draw(_codes("DTYPE_")), draw(_codes("CODEC_"))
+    msg.quantization, msg.frame = draw(_codes("QUANT_")), draw(_codes("FRAME_"))
+    msg.sequence = draw(U16)
+    dims = draw(st.lists(st.one_of(st.integers(1, 64), st.integers(0, 1 << 16), U32), max_size=10))
+    layout = codec._varint(len(dims)) + b"".join(codec._varint(d) for d in dims)
+    msg.data = (layout if draw(st.booleans()) else b"") + draw(st.binary(max_size=512))
     return Shown(msg)
 
 
@@ -83,43 +90,42 @@ def _bomb(dtype: str, c: str, count: int) -> codec.EncodedFeatures:
             else lz4.block.compress(raw, store_size=False) if c == "lz4" else raw)
     quantized = dtype in codec.QUANTIZED
     return codec.EncodedFeatures(dtype, (count,), np.ones(int(quantized), np.float32),
-                                 np.zeros(int(quantized), np.int32), c, len(raw), data)
+                                 np.zeros(int(quantized), np.int32), c, data, "tensor" if quantized else "none")
+
+
+def _valid(draw: st.DrawFn) -> codec.EncodedFeatures:
+    dtype, c = draw(st.sampled_from(list(codec.DTYPES))), draw(st.sampled_from(codec.CODECS))
+    if c == "entropy":  # the bundle's int8 symbols, 3 channels
+        x = np.random.default_rng(draw(st.integers(0, 1 << 16))).standard_normal((3, 2, 2)).astype(np.float32)
+        return codec.encode(x, "int8", "entropy", scale=MODEL_SCALE, zero_point=0, coder=CODER)
+    if draw(st.booleans()):
+        shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+        x = np.random.default_rng(draw(st.integers(0, 1 << 16))).standard_normal(shape).astype(np.float32)
+        return codec.encode(x, dtype, c, per_channel=draw(st.booleans()))
+    # around the limit: elements x 4 bytes of float32 just below or above MAX_BYTES
+    return _bomb(dtype, c, MAX_BYTES // 4 + draw(st.integers(-2, 2)))
 
 
 @st.composite
 def mutated_messages(draw: st.DrawFn) -> Shown:
-    """A valid message (small, or a compressible one right at the size limit) with one to
-    three fields broken: deep checks see nearly-valid input, where bugs hide."""
-    dtype, c = draw(st.sampled_from(list(codec.DTYPES))), draw(st.sampled_from(codec.CODECS))
-    if draw(st.booleans()):
-        shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
-        x = np.random.default_rng(draw(st.integers(0, 1 << 16))).standard_normal(shape).astype(np.float32)
-        enc = codec.encode(x, dtype, c, per_channel=draw(st.booleans()))
-    else:  # around the limit: elements x 4 bytes of float32 just below or above MAX_BYTES
-        enc = _bomb(dtype, c, MAX_BYTES // 4 + draw(st.integers(-2, 2)))
-    msg = codec.to_message(enc, SharedFeatures())
-    data = bytearray(enc.data)
+    """A valid message (small, entropy-coded, or a compressible one right at the size limit)
+    with one to three fields broken: deep checks see nearly-valid input, where bugs hide."""
+    msg = codec.to_message(_valid(draw), SharedFeatures())
+    data = bytearray(msg.data)
     for _ in range(draw(st.integers(1, 3))):
-        field = draw(st.sampled_from(["schema_version", "dtype", "codec", "shape", "scale", "zero_point",
-                                      "raw_size", "truncate", "extend", "flip"]))
+        field = draw(st.sampled_from(["schema_version", "dtype", "codec", "quantization", "frame", "truncate",
+                                      "extend", "flip", "flip_layout"]))
         if field == "schema_version":
             msg.schema_version = draw(U8)
-        elif field in ("dtype", "codec"):
-            setattr(msg, field, draw(DTYPE_CODES if field == "dtype" else CODEC_CODES))
-        elif field == "shape":
-            msg.shape = draw(st.lists(DIM, max_size=10))
-        elif field == "scale":
-            msg.scale = draw(st.lists(F32, max_size=8))
-        elif field == "zero_point":
-            msg.zero_point = draw(st.lists(I32, max_size=8))
-        elif field == "raw_size":
-            msg.raw_size = draw(st.one_of(U32, st.integers(max(enc.raw_size - 8, 0), enc.raw_size + 8)))
+        elif field in ("dtype", "codec", "quantization", "frame"):
+            prefix = {"dtype": "DTYPE_", "codec": "CODEC_", "quantization": "QUANT_", "frame": "FRAME_"}[field]
+            setattr(msg, field, draw(_codes(prefix)))
         elif field == "truncate" and data:
             del data[draw(st.integers(0, len(data) - 1)):]
         elif field == "extend":
             data += draw(st.binary(min_size=1, max_size=64))
-        elif field == "flip" and data:
-            i = draw(st.integers(0, len(data) - 1))
+        elif field in ("flip", "flip_layout") and data:
+            i = draw(st.integers(0, min(len(data), 12 if field == "flip_layout" else len(data)) - 1))
             data[i] ^= 1 << draw(st.integers(0, 7))
     msg.data = bytes(data)
     return Shown(msg)
@@ -141,14 +147,19 @@ def _check_decode(drawn: Shown) -> None:
     msg = _received(drawn.msg)
     before = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
+    shape = None
     try:
-        y = codec.decode(codec.from_message(msg), max_bytes=MAX_BYTES)
+        enc = codec.from_message(msg)
+        shape = enc.shape
+        if enc.quantization == "model":  # what ServerModel does: the bundle's scale
+            enc = dataclasses.replace(enc, scale=MODEL_SCALE, zero_point=np.zeros(1, np.int32))
+        y = codec.decode(enc, max_bytes=MAX_BYTES, coder=CODER)
     except CodecError:
         y = None
     peak = tracemalloc.get_traced_memory()[1] - before
     assert peak <= PEAK_LIMIT, f"decoding allocated {peak} bytes at peak (limit {PEAK_LIMIT})"
     if y is not None:
-        assert y.dtype == np.float32 and y.shape == tuple(msg.shape)
+        assert y.dtype == np.float32 and y.shape == shape
         assert y.nbytes <= MAX_BYTES and np.isfinite(y).all()
 
 

@@ -144,19 +144,29 @@ def rss_mb(proc: Any) -> float:
 
 # --- the module's pipeline: a server serving fault topics, an edge with bad cameras -------------
 
-def good_features(manifest: Any, seed: int, c: str = "none") -> Any:
+def _fingerprinted(enc: codec.EncodedFeatures, model_id: str) -> Any:
     from mtl_split.msg import SharedFeatures
 
-    x = np.random.default_rng(seed).standard_normal(manifest.features.shape).astype(np.float32)
-    msg = codec.to_message(codec.encode(x, "float32", c), SharedFeatures())
-    msg.model_id = manifest.model_id
+    msg = codec.to_message(enc, SharedFeatures())
+    msg.model_fingerprint = np.frombuffer(codec.fingerprint(model_id), np.uint8)
     return msg
+
+
+def good_features(manifest: Any, seed: int, c: str = "none") -> Any:
+    x = np.random.default_rng(seed).standard_normal(manifest.features.shape).astype(np.float32)
+    return _fingerprinted(codec.encode(x, "float32", c), manifest.model_id)
 
 
 def _set(msg: Any, **fields: Any) -> Any:
     for name, value in fields.items():
         setattr(msg, name, value)
     return msg
+
+
+def _payload(manifest: Any, shape: tuple[int, ...], data: bytes) -> Any:
+    """float32 features of this model claiming `shape`, carrying `data`."""
+    empty = np.zeros(0, np.float32)
+    return _fingerprinted(codec.EncodedFeatures("float32", shape, empty, empty, "none", data), manifest.model_id)
 
 
 @dataclass(frozen=True)
@@ -175,24 +185,25 @@ BAD_FEATURES: dict[str, BadFeatures] = {
     "truncated_zstd": BadFeatures(lambda m, s: _half(good_features(m, s, "zstd")), "bad_payload",
                                   "zstd payload does not decompress"),
     "shape_mismatch": BadFeatures(
-        lambda m, s: _set(good_features(m, s), shape=list(m.features.shape)[::-1] + [1]), "bad_payload",
-        "this bundle's heads take"),
-    "size_mismatch": BadFeatures(lambda m, s: _set(good_features(m, s), raw_size=4), "bad_payload",
-                                 "raw_size 4 does not match"),
+        lambda m, s: good_features(dataclasses.replace(m, features=dataclasses.replace(
+            m.features, shape=tuple(m.features.shape)[::-1] + (1,))), s), "bad_payload", "this bundle's heads take"),
+    "oversized": BadFeatures(lambda m, s: _set(good_features(m, s), data=bytes(good_features(m, s).data) + b"\0" * 4),
+                             "bad_payload", "truncated or oversized"),
     "unknown_dtype": BadFeatures(lambda m, s: _set(good_features(m, s), dtype=42), "bad_payload",
                                  "unknown dtype code 42"),
     "unknown_codec": BadFeatures(lambda m, s: _set(good_features(m, s), codec=9), "bad_payload",
                                  "unknown codec code 9"),
-    "schema_version": BadFeatures(lambda m, s: _set(good_features(m, s), schema_version=99), "bad_payload",
-                                  "schema_version 99 != 1"),
-    "gigabytes": BadFeatures(lambda m, s: _set(good_features(m, s), shape=[1 << 16, 1 << 16, 1 << 8]),
-                             "bad_payload", f"over the {MAX_FEATURE_BYTES}-byte limit"),
-    "nan": BadFeatures(lambda m, s: _set(good_features(m, s), data=np.full(m.features.shape, np.nan,
-                                                                          np.float32).tobytes()),
+    "schema_version": BadFeatures(lambda m, s: _set(good_features(m, s), schema_version=99), "schema_mismatch",
+                                  "schema_version 99, this receiver reads 2"),
+    "gigabytes": BadFeatures(lambda m, s: _payload(m, (1 << 16, 1 << 16, 1 << 8), b""),
+                             "bad_payload", "this bundle's heads take"),
+    "nan": BadFeatures(lambda m, s: _payload(m, tuple(m.features.shape),
+                                             np.full(m.features.shape, np.nan, np.float32).tobytes()),
                        "bad_payload", "NaN"),
-    "empty": BadFeatures(lambda m, s: type(good_features(m, s))(), "model_mismatch", "features come from model ''"),
-    "foreign_model": BadFeatures(lambda m, s: _set(good_features(m, s), model_id="mtl-someone-else"),
-                                 "model_mismatch", "mtl-someone-else"),
+    "empty": BadFeatures(lambda m, s: type(good_features(m, s))(), "schema_mismatch", "schema_version 0"),
+    "foreign_model": BadFeatures(lambda m, s: _fingerprinted(codec.encode(np.zeros(m.features.shape, np.float32)),
+                                                             "mtl-someone-else"),
+                                 "model_mismatch", codec.fingerprint("mtl-someone-else").hex()),
 }
 # A valid payload stamped by a robot with a broken clock (negative seconds): served, not dropped.
 BAD_CLOCK = "bad_clock"
@@ -273,7 +284,7 @@ def test_server_rejects_malformed_features_and_serves_every_good_frame(ros, watc
     for n in names:  # every path discovered and warm
         watch.served(f"/rel_f_{n}", pubs[n].publish, stamp(good_features(m, 0), "warm"))
     before = watch.baseline((SERVER,), ("frames_in", "frames_out", "dropped", "errors.bad_payload",
-                                        "errors.model_mismatch", "errors.internal"))
+                                        "errors.model_mismatch", "errors.schema_mismatch", "errors.internal"))
     rounds, goods = 10, {n: [] for n in names}
     start = time.monotonic()
     for r in range(rounds):
@@ -282,22 +293,22 @@ def test_server_rejects_malformed_features_and_serves_every_good_frame(ros, watc
                 pubs[n].publish(stamp(BAD_FEATURES[n].make(m, r), "bad"))
             good = stamp(good_features(m, r), "good")
             if n == BAD_CLOCK:
-                good.sent.sec = -5
+                good.sent_us = (1 << 32) - 5_000_000  # its clock 5 s before the epoch
             pubs[n].publish(good)
             goods[n].append((key(good.header), time.monotonic()))
         ros.spin_for(0.05)
     for n in names:
         ros.wait_for(lambda n=n: all(k in watch.results(f"/rel_f_{n}") for k, _ in goods[n]), 20,
                      f"every good frame's result on /rel_f_{n}")
-    bad = {kind: rounds * sum(b.kind == kind for b in BAD_FEATURES.values()) for kind in ("bad_payload",
-                                                                                         "model_mismatch")}
+    bad = {kind: rounds * sum(b.kind == kind for b in BAD_FEATURES.values())
+           for kind in ("bad_payload", "model_mismatch", "schema_mismatch")}
     total = rounds * (len(BAD_FEATURES) + len(names))
     delta = watch.until(before, lambda d: d[SERVER]["frames_in"] >= total and
                         d[SERVER]["frames_out"] >= rounds * len(names))[SERVER]
     assert delta == {
         "frames_in": total, "frames_out": rounds * len(names), "dropped": rounds * len(BAD_FEATURES),
         "errors.bad_payload": bad["bad_payload"], "errors.model_mismatch": bad["model_mismatch"],
-        "errors.internal": 0}
+        "errors.schema_mismatch": bad["schema_mismatch"], "errors.internal": 0}
     # Full rate: good frames were answered as they came, not after a backlog.
     latency = [watch.received_at[f"/rel_f_{n}"][k] - t for n in names for k, t in goods[n]]
     print(f"\nserver: {len(BAD_FEATURES)} kinds x {rounds} malformed + {rounds * len(names)} good SharedFeatures: "

@@ -39,26 +39,39 @@ class SceneRenderer:
             raise ValueError(f"scene size must be at least 16 px, got {size}")
         self.size = size
         self.palette = _palette()
-        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
-        wall_shade = 0.70 + 0.25 * (1.0 - y)  # lit from above
-        floor_shade = 0.55 + 0.45 * y  # brighter towards the camera
+        self._y, self._x = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
         self._floor_masks = []
         self._shades = []
         for angle in FACTORS[_ORIENT].values:
-            horizon = _HORIZON + 0.45 * math.tan(math.radians(angle)) * (x - 0.5)
-            mask = y > horizon
-            self._floor_masks.append(mask[..., None])
-            self._shades.append(np.where(mask, floor_shade, wall_shade)[..., None])
+            mask, shade = self._background(angle)
+            self._floor_masks.append(mask)
+            self._shades.append(shade)
 
-    def render(self, factors: np.ndarray | tuple[int, ...]) -> np.ndarray:
-        """factors: class indices in FACTORS order -> (size, size, 3) uint8 RGB."""
+    def _background(self, angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+        """Floor mask and shading of the wall/floor for a camera angle."""
+        y, x = self._y, self._x
+        horizon = _HORIZON + 0.45 * math.tan(math.radians(angle_deg)) * (x - 0.5)
+        mask = y > horizon
+        shade = np.where(mask, 0.55 + 0.45 * y, 0.70 + 0.25 * (1.0 - y))  # floor brighter near; wall lit from above
+        return mask[..., None], shade[..., None]
+
+    def render(self, factors: np.ndarray | tuple[int, ...], angle_deg: float | None = None,
+               x: float = 0.5) -> np.ndarray:
+        """factors: class indices in FACTORS order -> (size, size, 3) uint8 RGB. angle_deg
+        overrides the orientation class with any camera angle and x moves the object across
+        the image (fraction of the width): the continuous motion of video clips."""
         f_floor, f_wall, f_obj, f_scale, f_shape, f_orient = (int(v) for v in factors)
-        base = np.where(self._floor_masks[f_orient], self.palette[f_floor], self.palette[f_wall])
-        image = (base * self._shades[f_orient]).astype(np.uint8)
+        if angle_deg is None:
+            mask, shade = self._floor_masks[f_orient], self._shades[f_orient]
+            angle = math.radians(FACTORS[_ORIENT].values[f_orient])
+        else:
+            mask, shade = self._background(angle_deg)
+            angle = math.radians(angle_deg)
+        base = np.where(mask, self.palette[f_floor], self.palette[f_wall])
+        image = (base * shade).astype(np.uint8)
         s = self.size
-        angle = math.radians(FACTORS[_ORIENT].values[f_orient])
         r = _RADIUS * s * FACTORS[_SCALE].values[f_scale]
-        cx, ground = 0.5 * s, _GROUND * s
+        cx, ground = x * s, _GROUND * s
         turn = math.sin(2.0 * angle)  # -0.87 .. 0.87: where the light comes from
         shadow = tuple(float(c) * 0.45 * (0.55 + 0.45 * _GROUND) for c in self.palette[f_floor])
         _ellipse(image, cx - 0.9 * r * turn, ground, 1.3 * r, 0.28 * r, shadow)

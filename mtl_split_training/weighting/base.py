@@ -25,8 +25,11 @@ class Weighting(nn.Module):
         w = self.weights()
         return sum(w[t] * losses[t] for t in self.tasks)
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module) -> None:
-        self.combine(losses).backward()
+    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module,
+                 extra: torch.Tensor | None = None) -> None:
+        """extra: a loss outside the weighting (the rate term), added as is; one backward pass."""
+        total = self.combine(losses)
+        (total if extra is None else total + extra).backward()
 
     def end_epoch(self, mean_losses: dict[str, float]) -> None:
         """Hook for weightings that adapt per epoch."""

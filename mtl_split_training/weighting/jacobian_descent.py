@@ -57,8 +57,12 @@ class JacobianDescent(Weighting):
             return super().weights()
         return dict(zip(self.tasks, self.last_weights))
 
-    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module) -> None:
+    def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module,
+                 extra: torch.Tensor | None = None) -> None:
         from torchjd.autojac import jac_to_grad, mtl_backward
+
+        if extra is not None:  # the rate term is not a task: its gradient is added, not aggregated
+            extra.backward(retain_graph=True)
 
         features, shared_params, tasks_params = model.jacobian_parts(shared)
         shared_params = [p for p in shared_params if p.requires_grad]
