@@ -55,13 +55,13 @@ class Harness:
         from mtl_split_ros.qos import LATCHED
 
         self.ros, self.bundle, self.manifest = ros, bundle, load_manifest(bundle)
-        self.server = launcher.start("mtl_split_server", {
+        self.server = launcher.node("server", {
             "bundle": str(bundle), "discover": False, "discovery_period_s": 0.5, "diagnostics_period_s": 0.5,
             "max_batch": 1, "features_topics": ["/tt/mtl_split/features", "/tv/mtl_split/features",
                                                 "/te/mtl_split/features"]})
-        self.edge = launcher.start("mtl_split_edge", {"bundle": str(bundle), "diagnostics_period_s": 0.5,
-                                                      "keyframe_interval": KEYFRAME_INTERVAL,
-                                                      "image_topics": ["/te/camera/image_raw"]}, namespace="/te")
+        self.edge = launcher.node("edge", {"bundle": str(bundle), "diagnostics_period_s": 0.5,
+                                           "keyframe_interval": KEYFRAME_INTERVAL,
+                                           "image_topics": ["/te/camera/image_raw"]}, namespace="/te")
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.features_pub = ros.node.create_publisher(SharedFeatures, "/tt/mtl_split/features", reliable)
         self.v1_pub = ros.node.create_publisher(SharedFeatures, "/tv/mtl_split/features", reliable)
