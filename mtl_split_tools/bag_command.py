@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     source = open_data(args.data, DataOptions(size=min(width, height), tasks=tasks, seed=args.seed))
     images = source.split(args.split)
+    if args.split in source.carved:
+        raise MtlSplitError(f"{args.data} has no {args.split} rows (training carves its {args.split} split out of "
+                            "train, by data.val_fraction and the run's seed); use --split test, or give it val rows")
     if not len(images):
         raise MtlSplitError(f"{args.data} has no {args.split} frames; choose another --split")
     n = min(args.frames, len(images))

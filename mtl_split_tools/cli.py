@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from mtl_split_core.errors import MtlSplitError
+from mtl_split_core.notices import show_on_stderr
 
 # Subcommand modules, in --help order.
 COMMAND_MODULES = [
@@ -59,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["mtl-split", *argv])  # as typed, every flag: for "made with" lines
+    show_on_stderr()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -32,19 +32,11 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import shlex
     from pathlib import Path
 
     from .compare import RESULTS_MD, run_compare
 
-    command = ["mtl-split", "compare", "--config", args.config, "--out", args.out, "--runs", args.runs]
-    for item in args.overrides:
-        command += ["--set", item]
-    if args.equal_compute:
-        command.append("--equal-compute")
-    if args.seeds != 1:
-        command += ["--seeds", str(args.seeds)]
-    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, shlex.join(command), args.equal_compute,
+    run_compare(args.config, args.out, args.runs, args.overrides, args.reuse, args.command_line, args.equal_compute,
                 seeds=args.seeds)
     print((Path(args.out) / RESULTS_MD).read_text())
     return 0

@@ -61,6 +61,7 @@ def summarize(cfg_raw: dict[str, Any], runs: dict[str, dict[str, Any]], command:
     return {
         "command": command,
         "config": cfg.to_dict(),
+        "data": runs["mtl"].get("data") or {"spec": cfg.data.spec},  # runs from before it was recorded: spec only
         "backbone": cfg.model_spec().backbone,
         "epochs": {"mtl": cfg.train.epochs, "stl": cfg.train.epochs,
                    **({"mtl_equal": cfg.train.epochs * len(tasks)} if "mtl_equal" in members else {})},
@@ -72,22 +73,47 @@ def summarize(cfg_raw: dict[str, Any], runs: dict[str, dict[str, Any]], command:
     }
 
 
+DATA_NAMES = {"shapes": "procedural scenes (shapes)", "scenes": "procedural multi-object scenes (scenes)",
+              "h5": "the 3dshapes file {path}", "csv": "the labelled images of {path}"}
+
+
+def describe_data(spec: str) -> str:
+    kind, _, path = spec.partition(":")
+    return DATA_NAMES.get(kind, spec).format(path=path)
+
+
+def _count(used: dict[str, Any], config: dict[str, Any], split: str) -> str:
+    """A split's real size (or, for runs that did not record it, the size configured)."""
+    if "sizes" in used:
+        return str(used["sizes"][split])
+    return f"{config[f'{split}_size']} (configured)" if config.get(f"{split}_size") is not None else "all"
+
+
+def _init(model: dict[str, Any]) -> str:
+    if model.get("pretrained"):
+        return "pretrained weights (" + (model.get("pretrained_file") or "timm's ImageNet weights") + ")"
+    return f"the weights in {model['weights']}" if model.get("weights") else "random init"
+
+
 def to_markdown(r: dict[str, Any]) -> str:
-    d = r["config"]["data"]
+    d, used = r["config"]["data"], r.get("data") or {"spec": r["config"]["data"]["spec"]}
     epochs = r["epochs"]
     equal = "mtl_equal" in epochs
     test_kind = (f"out-of-distribution (floor/wall hues {list(d['ood_hues'])} never seen in training)"
                  if d["ood_hues"] else "in-distribution")
     columns = [("mtl", f"MTL {epochs['mtl']} ep"), *([("mtl_equal", f"MTL {epochs['mtl_equal']} ep")] if equal else []),
                ("stl", f"STL {epochs['stl']} ep")]
+    noise = f" (salt-and-pepper {d['salt_pepper']})" if d["salt_pepper"] else ""
     lines = [
-        "# MTL vs STL on procedural scenes",
+        f"# MTL vs STL on {describe_data(used['spec'])}",
         "",
-        f"{r['backbone']} from random init, {d['size']}x{d['size']} px, {d['train_size']} training images "
-        f"(salt-and-pepper {d['salt_pepper']}), tasks {', '.join(row['task'] for row in r['tasks'])}. "
+        f"{r['backbone']} from {_init(r['config']['model'])}, {d['size']}x{d['size']} px, "
+        f"{_count(used, d, 'train')} training images{noise}, tasks {', '.join(row['task'] for row in r['tasks'])}. "
         f"STL: one full model per task, each trained {epochs['stl']} epoch{'s' * (epochs['stl'] != 1)} like the MTL model"
         + (f"; MTL {epochs['mtl_equal']} ep sees as many images as the STL models together" if equal else "")
-        + f". Test: {d['test_size']} images, {test_kind}; val: {d['val_size']} in-distribution images.",
+        + f". Test: {_count(used, d, 'test')} images, {test_kind}; val: {_count(used, d, 'val')} images"
+        + (" (carved out of train)" if "val" in used.get("carved", []) else "") + ".",
+        *(f"\nNote: {n}" for n in used.get("notes", [])),
         "",
         "| task | " + " | ".join(f"{label} test" for _, label in columns) + " | MTL - STL test | "
         + " | ".join(f"{label} val" for _, label in columns) + " |",

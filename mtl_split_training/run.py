@@ -1,7 +1,9 @@
 """A training run directory: MTL (one model, all tasks) or STL (one model per task).
 
-    runs/<name>/run.json       config (as given and resolved), mode, tasks, members, status
-    runs/<name>/metrics.json   per member: per-epoch losses / val metrics, test metrics, time
+    runs/<name>/run.json       config (as given and resolved), mode, tasks, members, the data used
+                               (real split sizes, notices), status (running, finished, failed +
+                               error, interrupted)
+    runs/<name>/metrics.json   per member: per-epoch losses / val metrics, test metrics, time; the data used
     runs/<name>/final.json     final test/val score per task and member (written when the run finishes)
     MTL: runs/<name>/model.{safetensors,json} (+ checkpoint.*)
     STL: runs/<name>/<task>/model.{safetensors,json} (+ checkpoint.*)
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig, config_from_dict
-from .datasets import open_data
+from .datasets import DataSource, open_data
 from .distributed import DistContext
 from .errors import TrainingError
 from .export import RUN_META
@@ -77,11 +79,31 @@ def train_run(cfg: RunConfig, raw_config: dict[str, Any], out_dir: str | Path, *
         torch.set_num_threads(previous_threads)  # callers in the same process keep their setting
 
 
+def check_splits(source: DataSource, cfg: RunConfig) -> None:
+    """Refuse, before anything is trained, splits that are empty or smaller than one batch."""
+    asked = cfg.data.options(cfg.seed).split_sizes()
+    for name, count in source.sizes.items():
+        if count:
+            continue
+        if asked[name] == 0:
+            fix = f"data.{name}_size is 0"
+        elif name == "train":
+            fix = "give the data train images (the CSV's split column names none)"
+        else:
+            fix = (f"give the CSV {name} rows in its split column, drop the split column to split by the "
+                   f"fractions, or raise data.{name}_fraction (now {getattr(cfg.data, f'{name}_fraction')})")
+        raise TrainingError(f"{source.spec}: the {name} split is empty; {fix}")
+    if source.sizes["train"] < cfg.train.batch_size:
+        raise TrainingError(f"{source.spec}: the train split has {source.sizes['train']} images, fewer than one "
+                            f"batch of train.batch_size {cfg.train.batch_size}; lower the batch size")
+
+
 def _train_members(cfg: RunConfig, raw_config: dict[str, Any], out_dir: Path, resume: bool, overwrite: bool,
                    ctx: DistContext) -> dict[str, Any]:
+    source = open_data(cfg.data.spec, cfg.data.options(cfg.seed))
+    check_splits(source, cfg)
     old = _prepare(out_dir, cfg, resume, overwrite) if ctx.is_main else None
     ctx.barrier()
-    source = open_data(cfg.data.spec, cfg.data.options(cfg.seed))
     if cfg.mode == "mtl":
         members = {"mtl": (".", source.tasks)}
     else:
@@ -92,14 +114,35 @@ def _train_members(cfg: RunConfig, raw_config: dict[str, Any], out_dir: Path, re
         "tasks": [{"name": t.name, "classes": list(t.classes)} for t in source.tasks],
         "members": {m: rel for m, (rel, _) in members.items()},
         "finished_members": (old or {}).get("finished_members", []) if resume else [],
+        "data": data_used(source),
     }
     metrics_path = out_dir / METRICS
     metrics: dict[str, Any] = {"mode": cfg.mode, "members": {}}
     if resume and metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
+    metrics["data"] = run_meta["data"]
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(out_dir / RUN_META, run_meta)
+    try:
+        _train_each(cfg, source, members, out_dir, resume, ctx, run_meta, metrics)
+    except BaseException as e:  # a run.json never says "running" about a run that stopped
+        if ctx.is_main:
+            run_meta.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                            error=f"{type(e).__name__}: {e}")
+            _write_json(out_dir / RUN_META, run_meta)
+        raise
+    return metrics
+
+
+def data_used(source: DataSource) -> dict[str, Any]:
+    """What a run trained and was tested on, as run.json and metrics.json record it."""
+    return {"spec": source.spec, "sizes": source.sizes, "carved": list(source.carved), "notes": list(source.notes)}
+
+
+def _train_each(cfg: RunConfig, source: DataSource, members: dict[str, tuple[str, Any]], out_dir: Path,
+                resume: bool, ctx: DistContext, run_meta: dict[str, Any], metrics: dict[str, Any]) -> None:
+    metrics_path = out_dir / METRICS
     for member, (rel, tasks) in members.items():
         if resume and member in run_meta["finished_members"] and cfg.train.epochs <= \
                 len(metrics["members"].get(member, {}).get("epochs", [])):
@@ -128,4 +171,3 @@ def _train_members(cfg: RunConfig, raw_config: dict[str, Any], out_dir: Path, re
         })
         run_meta["status"] = "finished"
         _write_json(out_dir / RUN_META, run_meta)
-    return metrics

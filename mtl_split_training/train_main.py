@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from mtl_split_core.errors import MtlSplitError
+from mtl_split_core.notices import show_on_stderr
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_train_arguments(parser)
     args = parser.parse_args(argv)
+    show_on_stderr()
     try:
         return run_train(args)
     except MtlSplitError as e:

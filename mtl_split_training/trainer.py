@@ -91,8 +91,8 @@ def evaluate(model: SplitModel, loader: DataLoader, device: torch.device) -> dic
                 else:
                     meters[t.name].update(postprocess(t.kind, out[i], (size, size)), target[i].cpu().numpy())
         count += len(images)
-    if count == 0:
-        raise TrainingError("an evaluation split is empty; raise data.val_size/test_size or the fractions")
+    if count == 0:  # run.check_splits refuses empty splits before training; this is the last guard
+        raise TrainingError("an evaluation split is empty")
     return {t.name: {"metric": SCORES[t.kind][0], **meters[t.name].result(), "loss": loss_sum[t.name] / count}
             for t in model.tasks}
 
@@ -231,7 +231,7 @@ class MemberTrainer:
                 self._fit_residuals(val_loader)
             save_model(self.model.cpu(), self.dir, self.input_spec, extra={
                 "training": cfg.to_dict(), "member": self.label,
-                "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec},
+                "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec, "sizes": self.source.sizes},
                 "metrics": {"val_score": history[-1]["val_score"] if history else {},
                             "test_score": {t: v["score"] for t, v in test.items()}},
             })

@@ -14,11 +14,14 @@ from dataclasses import replace
 import numpy as np
 
 from mtl_split_core.bundle import RESIZE_MODES
+from mtl_split_core.notices import logger
 
 from ..errors import TrainingError
 # Each registers its dataset kind; `mtl-split list` shows them in this order.
 from . import shapes, scenes, h5_shapes, csv_images  # noqa: F401, I001
 from .base import DATASETS, SPLITS, DataOptions, DataSource, Label, LabelledImages, salt_and_pepper
+
+NOTICES = logger("data")
 
 
 class NoisyImages(LabelledImages):
@@ -48,6 +51,8 @@ def open_data(spec: str, options: DataOptions | None = None) -> DataSource:
     if options.resize_mode not in RESIZE_MODES:
         raise TrainingError(f"resize_mode {options.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
     source = opener(spec, options)
+    for note in source.notes:
+        NOTICES.info(note)
     if options.test_salt_pepper > 0:
         noisy = {name: NoisyImages(split, options.test_salt_pepper, options.seed)
                  for name, split in source.splits.items() if name != "train"}

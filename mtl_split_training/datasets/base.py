@@ -34,10 +34,11 @@ class DataOptions:
     resize_mode: str = "resize"
     tasks: tuple[str, ...] | None = None  # None = every task the source has
     seed: int = 0
-    # Sample counts per split for the procedural source (it has 480k combinations).
-    train_size: int = 6000
-    val_size: int = 1000
-    test_size: int = 1000
+    # Images per split. The procedural sources draw this many (unset: PROCEDURAL_SIZES); file
+    # sources (h5, csv) keep a seeded sample of this many of a split's images (unset: all).
+    train_size: int | None = None
+    val_size: int | None = None
+    test_size: int | None = None
     # Seeded split fractions for file sources without an explicit split column.
     val_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -46,6 +47,19 @@ class DataOptions:
     # Salt-and-pepper noise: fraction of pixels flipped to black/white.
     salt_pepper: float = 0.0  # training images (augmentation, fresh every epoch)
     test_salt_pepper: float = 0.0  # val/test images (robustness evaluation, fixed per index)
+
+
+    def split_sizes(self, defaults: dict[str, int] | None = None) -> dict[str, int | None]:
+        """The size asked for per split; unset ones take `defaults` (None: all there is)."""
+        asked = {"train": self.train_size, "val": self.val_size, "test": self.test_size}
+        bad = {k: v for k, v in asked.items() if v is not None and v < 0}
+        if bad:
+            raise TrainingError(f"split sizes must not be negative, got {', '.join(f'data.{k}_size {v}' for k, v in bad.items())}")
+        return {k: v if v is not None else (defaults or {}).get(k) for k, v in asked.items()}
+
+
+# What the procedural sources draw when the sizes are unset.
+PROCEDURAL_SIZES = {"train": 6000, "val": 1000, "test": 1000}
 
 
 class LabelledImages(ABC):
@@ -76,6 +90,13 @@ class DataSource:
     tasks: tuple[TaskSpec, ...]
     splits: dict[str, LabelledImages]
     options: DataOptions
+    notes: tuple[str, ...] = ()  # what the source decided or found (notices), for the log and run.json
+    carved: tuple[str, ...] = ()  # splits the data does not have, cut out of train (csv without val rows)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The images each split really has."""
+        return {name: len(split) for name, split in self.splits.items()}
 
     def split(self, name: str) -> LabelledImages:
         if name not in self.splits:
@@ -115,6 +136,25 @@ def seeded_split_indices(n: int, options: DataOptions) -> dict[str, np.ndarray]:
         "val": np.sort(order[n_test:n_test + n_val]),
         "train": np.sort(order[n_test + n_val:]),
     }
+
+
+def cap_splits(splits: dict[str, np.ndarray], options: DataOptions, what: str
+               ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """File sources: a seeded sample of each split's rows down to its data.<split>_size, and
+    notes saying what was kept (a size above what a split has keeps it whole, and says so)."""
+    out, notes = {}, []
+    for name, cap in options.split_sizes().items():
+        rows = splits[name]
+        if cap is not None and cap < len(rows):
+            rng = np.random.default_rng((options.seed, SPLITS.index(name)))
+            out[name] = np.sort(rng.choice(rows, cap, replace=False))
+            notes.append(f"{what}: data.{name}_size {cap}: a seeded sample of {cap} of its {len(rows)} {name} images")
+        else:
+            out[name] = rows
+            if cap is not None and cap > len(rows):
+                notes.append(f"{what}: data.{name}_size {cap} is more than its {len(rows)} {name} images; "
+                             f"all {len(rows)} are used")
+    return out, notes
 
 
 def salt_and_pepper(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:

@@ -4,6 +4,7 @@ boxes) in the reserved columns of csv_dense. How MEDIC and FACES map onto it: do
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +13,91 @@ from mtl_split_core.bundle import TaskSpec
 from mtl_split_core.tables import read_rows
 
 from ..errors import TrainingError
-from .base import DATASETS, SPLITS, DataOptions, DataSource, Label, LabelledImages, fit_square, seeded_split_indices
+from .base import (
+    DATASETS,
+    SPLITS,
+    DataOptions,
+    DataSource,
+    Label,
+    LabelledImages,
+    cap_splits,
+    fit_square,
+    seeded_split_indices,
+)
 from .csv_dense import DENSE_COLUMNS, DenseColumns
 
 IMAGE_COLUMN = "image"
 SPLIT_COLUMN = "split"
 _SPLIT_ALIASES = {"train": "train", "val": "val", "dev": "val", "validation": "val", "test": "test"}
+# A class with fewer examples than this is too few to learn or to score: the user hears of it.
+HANDFUL = 5
+SHOWN = 6  # rows / classes quoted in a notice
+
+
+def _is_integer(value: str) -> bool:
+    return value.lstrip("-").isdigit()
 
 
 def _class_names(values: list[str]) -> tuple[str, ...]:
     """Sorted distinct labels: numerically when all are integers, else as text."""
     distinct = set(values)
-    if all(v.lstrip("-").isdigit() for v in distinct):
+    if all(_is_integer(v) for v in distinct):
         return tuple(sorted(distinct, key=int))
     return tuple(sorted(distinct))
+
+
+def _lines(indices: list[int]) -> str:
+    """CSV line numbers (the header is line 1) of data rows, the first few."""
+    more = f" (+{len(indices) - SHOWN} more)" if len(indices) > SHOWN else ""
+    return ", ".join(str(i + 2) for i in indices[:SHOWN]) + more
+
+
+def label_notes(path: Path, column: str, values: list[str]) -> list[str]:
+    """What looks wrong in a label column: integers mixed with text (a typo that would become
+    a class of its own) and classes with fewer than HANDFUL examples, each naming its rows."""
+    notes = []
+    integer = [_is_integer(v) for v in values]
+    if any(integer) and not all(integer):
+        odd = [i for i, flag in enumerate(integer) if flag != (sum(integer) * 2 > len(values))]
+        kind = "text" if sum(integer) * 2 > len(values) else "integers"
+        notes.append(f"{path}: column {column!r} mixes integers and text; the {kind} on line(s) {_lines(odd)} "
+                     f"({', '.join(sorted({repr(values[i]) for i in odd})[:SHOWN])}) become classes of their own: "
+                     "fix them if they are typos")
+    counts = Counter(values)
+    rare = sorted((c for c, k in counts.items() if k < HANDFUL), key=lambda c: counts[c])
+    if rare:
+        listed = "; ".join(f"{c!r} {counts[c]} (line(s) {_lines([i for i, v in enumerate(values) if v == c])})"
+                           for c in rare[:SHOWN])
+        notes.append(f"{path}: column {column!r} has {len(rare)} class(es) with fewer than {HANDFUL} examples, too "
+                     f"few to learn or to score: {listed}{' ...' if len(rare) > SHOWN else ''}")
+    return notes
+
+
+def _splits(path: Path, rows: list[dict[str, str]], options: DataOptions
+            ) -> tuple[dict[str, np.ndarray], list[str], tuple[str, ...]]:
+    """Row indices per split (the split column's, or seeded fractions), capped by the sizes;
+    notes; the splits carved out of train (a split column without val rows)."""
+    notes, carved = [], ()
+    if SPLIT_COLUMN in rows[0]:
+        named = [_SPLIT_ALIASES.get((r[SPLIT_COLUMN] or "").strip().lower()) for r in rows]
+        bad = next((i for i, s in enumerate(named) if s is None), None)
+        if bad is not None:
+            raise TrainingError(f"{path}:{bad + 2}: split {rows[bad][SPLIT_COLUMN]!r} is not one of {', '.join(SPLITS)}")
+        splits = {s: np.flatnonzero(np.array(named) == s) for s in SPLITS}
+        if not len(splits["val"]) and len(splits["train"]):
+            train = splits["train"]
+            n_val = int(round(len(train) * options.val_fraction))
+            picked = np.random.default_rng((options.seed, 0x7A1)).permutation(len(train))[:n_val]
+            splits["val"], splits["train"] = np.sort(train[picked]), np.delete(train, picked)
+            carved = ("val",)
+            notes.append(f"{path}: no val rows: {n_val} of the {len(train)} train rows (data.val_fraction "
+                         f"{options.val_fraction}, seeded by the run's seed {options.seed}) are the val split")
+    else:
+        splits = seeded_split_indices(len(rows), options)
+        notes.append(f"{path}: no {SPLIT_COLUMN!r} column: a seeded split by data.val_fraction "
+                     f"{options.val_fraction} and data.test_fraction {options.test_fraction}")
+    splits, capped = cap_splits(splits, options, str(path))
+    return splits, notes + capped, carved
 
 
 class CsvSplit(LabelledImages):
@@ -103,15 +175,10 @@ def open_csv(spec: str, options: DataOptions) -> DataSource:
     missing = [p for p in images if not p.is_file()]
     if missing:
         raise TrainingError(f"{path}: {len(missing)} image file(s) missing, e.g. {missing[0]}")
-    if SPLIT_COLUMN in columns:
-        named = [_SPLIT_ALIASES.get((r[SPLIT_COLUMN] or "").strip().lower()) for r in rows]
-        bad = next((i for i, s in enumerate(named) if s is None), None)
-        if bad is not None:
-            raise TrainingError(f"{path}:{bad + 2}: split {rows[bad][SPLIT_COLUMN]!r} is not one of {', '.join(SPLITS)}")
-        splits = {s: np.flatnonzero(np.array(named) == s) for s in SPLITS}
-    else:
-        splits = seeded_split_indices(len(rows), options)
+    splits, notes, carved = _splits(path, rows, options)
+    for t in classification:
+        notes += label_notes(path, t.name, [r[t.name].strip() for r in rows])
     return DataSource(spec, tasks, {
         name: CsvSplit([images[i] for i in idx], labels[idx], classification, options, idx, dense)
         for name, idx in splits.items()
-    }, options)
+    }, options, notes=tuple(notes), carved=carved)

@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainingError
-from .base import DATASETS, DataOptions, DataSource, LabelledImages, fit_square, seeded_split_indices, select_tasks
+from .base import (
+    DATASETS,
+    DataOptions,
+    DataSource,
+    LabelledImages,
+    cap_splits,
+    fit_square,
+    seeded_split_indices,
+    select_tasks,
+)
 from .shapes_factors import FACTOR_NAMES, FACTORS
 
 
@@ -81,7 +90,7 @@ def open_h5(spec: str, options: DataOptions) -> DataSource:
         held = np.isin(classes[:, [FACTOR_NAMES.index("floor_hue"), FACTOR_NAMES.index("wall_hue")]],
                        options.ood_hues).any(axis=1)
         splits = {name: rows[held[rows] == (name == "test")] for name, rows in splits.items()}
-    caps = {"train": options.train_size, "val": options.val_size, "test": options.test_size}
+    splits, notes = cap_splits(splits, options, spec)
     return DataSource(spec, tasks, {
-        name: H5Split(path, rows[:caps[name]], classes, columns, options) for name, rows in splits.items()
-    }, options)
+        name: H5Split(path, rows, classes, columns, options) for name, rows in splits.items()
+    }, options, notes=tuple(notes))

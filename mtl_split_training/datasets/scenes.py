@@ -15,7 +15,7 @@ from mtl_split_core.bundle import TaskSpec
 from mtl_split_core.dense import Boxes
 
 from ..errors import TrainingError
-from .base import DATASETS, DataOptions, DataSource, Label, LabelledImages, select_tasks
+from .base import DATASETS, PROCEDURAL_SIZES, DataOptions, DataSource, Label, LabelledImages, select_tasks
 from .scenes_render import MAX_OBJECTS, SEMANTIC_CLASSES, SceneFrame, dense_renderer, sample_scene
 from .shapes_factors import FACTORS, HUES, SHAPE_NAMES
 
@@ -83,10 +83,8 @@ def open_scenes(spec: str, options: DataOptions) -> DataSource:
         if hue_tasks:
             raise TrainingError(f"scenes: the OOD split holds out floor/wall hues, so {', '.join(hue_tasks)} "
                                 "cannot be a task; drop ood_hues or those tasks")
-    if min(options.train_size, options.val_size, options.test_size) < 0:
-        raise TrainingError("scenes: split sizes must not be negative")
     pairs = _hue_pairs(options.ood_hues)
-    sizes = {"train": options.train_size, "val": options.val_size, "test": options.test_size}
+    sizes = options.split_sizes(PROCEDURAL_SIZES)
     return DataSource(spec, tasks, {
         name: SceneSplit(options.seed, name, sizes[name], pairs[name], tasks, options.size) for name in sizes
     }, options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TrainingError
-from .base import DATASETS, DataOptions, DataSource, LabelledImages, select_tasks
+from .base import DATASETS, PROCEDURAL_SIZES, DataOptions, DataSource, LabelledImages, select_tasks
 from .shapes_factors import FACTOR_NAMES, FACTOR_SIZES, FACTORS, NUM_COMBINATIONS
 from .shapes_render import renderer
 
@@ -38,8 +38,7 @@ def _split_indices(options: DataOptions) -> dict[str, np.ndarray]:
     set depends only on seed and test_size, so a bag made with default sizes never shows a
     model the images it trained on, whatever train_size the run used."""
     order = np.random.default_rng(options.seed).permutation(NUM_COMBINATIONS)
-    if min(options.train_size, options.val_size, options.test_size) < 0:
-        raise TrainingError("shapes: split sizes must not be negative")
+    n = options.split_sizes(PROCEDURAL_SIZES)
     if options.ood_hues:
         bad = [h for h in options.ood_hues if not 0 <= h < FACTOR_SIZES[_HUE_FACTORS[0]]]
         if bad:
@@ -47,15 +46,15 @@ def _split_indices(options: DataOptions) -> dict[str, np.ndarray]:
         factors = np.stack(np.unravel_index(order, FACTOR_SIZES), axis=1)
         held = np.isin(factors[:, _HUE_FACTORS], options.ood_hues).any(axis=1)
         inside, outside = order[~held], order[held]
-        need = {"train + val": (options.train_size + options.val_size, len(inside)),
-                "test": (options.test_size, len(outside))}
-        splits = {"train": inside[:options.train_size], "val": inside[len(inside) - options.val_size:],
-                  "test": outside[len(outside) - options.test_size:]}
+        need = {"train + val": (n["train"] + n["val"], len(inside)),
+                "test": (n["test"], len(outside))}
+        splits = {"train": inside[:n["train"]], "val": inside[len(inside) - n["val"]:],
+                  "test": outside[len(outside) - n["test"]:]}
     else:
-        total = options.train_size + options.val_size + options.test_size
+        total = n["train"] + n["val"] + n["test"]
         need = {"train + val + test": (total, NUM_COMBINATIONS)}
-        back = NUM_COMBINATIONS - options.test_size
-        splits = {"train": order[:options.train_size], "val": order[back - options.val_size:back],
+        back = NUM_COMBINATIONS - n["test"]
+        splits = {"train": order[:n["train"]], "val": order[back - n["val"]:back],
                   "test": order[back:]}
     for name, (wanted, available) in need.items():
         if wanted > available:
