@@ -24,7 +24,7 @@ from mtl_split_core.stamps import set_ns, to_ns, wrapped_us
 from mtl_split_ros import qos
 from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
-from mtl_split_ros.node import ManagedNode, contained, guarded
+from mtl_split_ros.node import ManagedNode, contained, guarded, timer
 from mtl_split_ros.params import EDGE
 
 COMPRESSED_SUFFIX = "/compressed"
@@ -99,13 +99,9 @@ class EdgeNode(ManagedNode):
     @guarded
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.configure_params()
-        if not p["image_topics"]:
-            raise ValueError("parameter image_topics is empty; give at least one camera topic")
         self._inputs = [(self.resolve_topic_name(t), msg_type)
                         for t, msg_type in image_inputs(p["image_topics"], p["image_transport"])]
         batching = p["batch_cameras"] and len(self._inputs) > 1
-        if batching and p["max_wait_ms"] <= 0:
-            raise ValueError("max_wait_ms must be > 0 (batch_cameras:=false never waits)")
         self._model = EdgeModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
                                 threads=p["threads"], max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"],
@@ -140,10 +136,7 @@ class EdgeNode(ManagedNode):
 
     @guarded
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = self.params()
-        profile = qos.profile(p, "image")
-        self._max_pixels = p["max_pixels"]
-        self._reduce_for = self._model.manifest.input if p["jpeg_reduced_decode"] else None
+        profile = qos.profile(self.values, "image")
         for topic, msg_type in self._inputs:
             cam = Camera(topic, camera_messages.COMPRESSED if msg_type is CompressedImage else camera_messages.IMAGE,
                          StreamLosses())
@@ -177,6 +170,7 @@ class EdgeNode(ManagedNode):
             self._model.reset_streams()  # on re-activation every camera starts with a keyframe
         return super().on_deactivate(state)
 
+    @contained(frames=timer)
     def _check_losses(self) -> None:
         now = time.monotonic()
         settle = self._settle_at is not None and now >= self._settle_at
@@ -204,7 +198,8 @@ class EdgeNode(ManagedNode):
         self.diag.drops(cam.losses.on_message(*sequence_id(info), time.monotonic()))
         try:
             msg = camera_messages.parse(raw, cam.msgtype)
-            image = decode(msg, self._max_pixels, self._reduce_for)
+            image = decode(msg, self.values["max_pixels"],
+                           self._model.manifest.input if self.values["jpeg_reduced_decode"] else None)
         except ImageError as e:
             kind = TOO_LARGE if isinstance(e, ImageTooLarge) else BAD_IMAGE
             self.diag.error(cam.topic, kind, f"frame dropped: {e}")
@@ -215,6 +210,7 @@ class EdgeNode(ManagedNode):
         self.diag.drop(REPLACED, len(self._batcher.add(frame, cam.topic)))
         self._batch_timer.tick()
 
+    @contained(frames=len)
     def _infer(self, frames: list[CameraFrame]) -> None:
         start = time.perf_counter()
         try:

@@ -3,7 +3,8 @@
 cannot flood the log while every occurrence is still counted.
 
 Published keys (one DiagnosticStatus per node, named status_name(<node>) = "mtl_split: <node>"):
-  <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>, ...);
+  <counter>            cumulative count (frames_in, frames_out, dropped, errors, errors.<kind>,
+                       warnings.<kind>, ...);
                        dropped = frames never processed, dropped.<reason> the same by reason
                        (bad input, replaced while queued, lost in transport, ...)
   <counter>_hz         its rate over the last period
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import socket
 import time
-from collections import defaultdict
-from collections.abc import Mapping
+import traceback
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,8 @@ FRAMES_IN = "frames_in"
 FRAMES_OUT = "frames_out"
 DROPPED = "dropped"
 ERRORS = "errors"
+WARNINGS = "warnings"
+MAX_LOG_KEYS = 4096  # (source, kind) pairs whose last log time is remembered
 STATUS_PREFIX = "mtl_split: "
 
 
@@ -61,12 +65,12 @@ class Diagnostics:
         self._samples: dict[str, list[float]] = defaultdict(list)
         self._info: dict[str, str] = {}
         # (source, kind) -> (time of the last log line, occurrences not logged since)
-        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+        self._logged: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
         self._last_publish = time.monotonic()
         self._name = status_name(node.get_fully_qualified_name())
         self._hardware_id = socket.gethostname()
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
-        self._timer = node.create_timer(period_s, self.publish)
+        self._timer = node.create_timer(period_s, self._tick)
 
     def count(self, key: str, n: int = 1) -> None:
         self._counts[key] += n
@@ -92,14 +96,35 @@ class Diagnostics:
         log interval with the number of repeats."""
         self.count(ERRORS)
         self.count(error_key(kind))
+        self._log(source, kind, text, self._node.get_logger().error)
+
+    def warn(self, source: str, kind: str, text: str) -> None:
+        """A warning that may repeat (a rogue publisher, a refused parameter set): counted as
+        warnings.<kind>, logged like error()."""
+        self.count(f"{WARNINGS}.{kind}")
+        self._log(source, kind, text, self._node.get_logger().warning)
+
+    def _log(self, source: str, kind: str, text: str, log: Callable[[str], Any]) -> None:
         now = time.monotonic()
         last, suppressed = self._logged.get((source, kind), (-float("inf"), 0))
         if now - last < self._log_interval_s:
             self._logged[(source, kind)] = (last, suppressed + 1)
             return
         self._logged[(source, kind)] = (now, 0)
+        self._logged.move_to_end((source, kind))
+        while len(self._logged) > MAX_LOG_KEYS:  # a flood of invented sources: forget the oldest
+            self._logged.popitem(last=False)
         repeats = f" ({suppressed} more since the last report)" if suppressed else ""
-        self._node.get_logger().error(f"[{kind}] {source}: {text}{repeats}")
+        log(f"[{kind}] {source}: {text}{repeats}")
+
+    def forget(self, source: str) -> None:
+        """A departed source's rate-limit entries (its counters stay in the node's totals)."""
+        for key in [k for k in self._logged if k[0] == source]:
+            del self._logged[key]
+
+    def set_period(self, period_s: float) -> None:
+        self._timer.timer_period_ns = int(period_s * 1e9)
+        self._timer.reset()
 
     def values(self) -> dict[str, str]:
         """The key/values of the status publish() would send now (resets period stats)."""
@@ -119,6 +144,13 @@ class Diagnostics:
                 out[f"{key}_max"] = f"{a.max():.3f}"
         self._samples.clear()
         return out
+
+    def _tick(self) -> None:
+        try:
+            self.publish()
+        except Exception as e:  # noqa: BLE001 - a timer callback must not end the node
+            self.error(self._node.get_name(), "internal", f"diagnostics not published, unexpected "
+                       f"{type(e).__name__}: {e}; please report this:\n{traceback.format_exc()}")
 
     def publish(self) -> None:
         new_errors = self._counts.get(ERRORS, 0) - self._last_counts.get(ERRORS, 0)

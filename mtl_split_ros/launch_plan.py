@@ -109,6 +109,35 @@ def config_yaml(key: str) -> str:
     return header + yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False)
 
 
+_WHEN = {"live": "at once", "activate": "next activate", "configure": "next configure", "startup": "start-up (read-only)"}
+
+
+def parameter_table(key: str) -> str:
+    """The Markdown table of a node's parameters in docs/nodes.md, generated from params.py."""
+    rows = ["| name | type | default | allowed | takes effect | description |", "|---|---|---|---|---|---|"]
+    for p in NODES[key].params:
+        allowed = ", ".join(f"`{c!r}`" for c in p.choices) if p.choices else (
+            f"{_bound(p.low)} .. {_bound(p.high)}" if p.low is not None or p.high is not None else "")
+        cells = [f"`{p.name}`", p.type, f"`{_yaml_value(p.default)}`", allowed, _WHEN[p.applies], p.description]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _bound(x: float | None) -> str:
+    return "" if x is None else f"{x:g}" if isinstance(x, float) else f"{x:,}".replace(",", " ")
+
+
+def docs_with_tables(doc: str) -> str:
+    """docs/nodes.md with its generated parameter tables (between the markers) brought up to date."""
+    for key in NODES:
+        start, end = f"<!-- parameters:{key} (generated) -->\n", f"<!-- /parameters:{key} -->"
+        head, sep, rest = doc.partition(start)
+        if not sep:
+            raise ValueError(f"docs/nodes.md has no {start.strip()} marker")
+        doc = head + start + parameter_table(key) + end + rest.partition(end)[2]
+    return doc
+
+
 def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
     """The nodes of one launch ("pipeline" = edge + server in one namespace)."""
     if launch not in LAUNCHES:
@@ -138,3 +167,7 @@ if __name__ == "__main__":
     for key in NODES:
         (out / f"{key}.yaml").write_text(config_yaml(key))
         print(f"wrote {out / f'{key}.yaml'}")
+    docs = Path(__file__).resolve().parent.parent / "docs" / "nodes.md"
+    if docs.is_file():
+        docs.write_text(docs_with_tables(docs.read_text()))
+        print(f"wrote the parameter tables of {docs}")

@@ -22,7 +22,7 @@ from mtl_split_ros.dense_results import DensePublishers, dense_publishers
 from mtl_split_ros.batch_timer import BatchTimer
 from mtl_split_core.frame_losses import StreamLosses
 from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
-from mtl_split_ros.node import ManagedNode, contained, guarded
+from mtl_split_ros.node import ManagedNode, contained, guarded, timer
 from mtl_split_ros.params import SERVER
 
 FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
@@ -31,6 +31,7 @@ MODEL_MISMATCH = "model_mismatch"
 SCHEMA_MISMATCH = "schema_mismatch"
 BAD_PAYLOAD = "bad_payload"
 RESYNC = "resync"  # delta frames whose reference was lost: dropped until the stream's next keyframe
+EDGE_MODEL = "edge_model"  # warnings.<kind>: an edge's BackboneInfo names another model
 INFERENCE = "inference"
 
 
@@ -92,11 +93,6 @@ class ServerNode(ManagedNode):
     @guarded
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.configure_params()
-        if not p["features_topics"] and not p["discover"]:
-            raise ValueError("nothing to serve: set features_topics or discover:=true")
-        if p["max_batch"] < 1 or p["max_wait_ms"] <= 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_ms > 0 (max_batch:=1 never waits), "
-                             f"got {p['max_batch']} and {p['max_wait_ms']}")
         self._model = ServerModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
                                   threads=p["threads"], max_batch=p["max_batch"], max_bytes=p["max_feature_bytes"],
                                   streams=StreamTable(p["max_streams"], p["stream_max_age_s"]))
@@ -112,12 +108,18 @@ class ServerNode(ManagedNode):
 
     @guarded
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for topic in self.get("features_topics"):
+        for topic in self.values["features_topics"]:
             self._serve(self.resolve_topic_name(topic))
         # Also without discovery: the timer checks the served topics' publishers.
         self._discover()
-        self._discovery_timer = self.create_timer(self.get("discovery_period_s"), self._discover)
+        self._discovery_timer = self.create_timer(self.values["discovery_period_s"], self._discover)
         return super().on_activate(state)
+
+    def apply_live(self, name: str, value: Any) -> None:
+        super().apply_live(name, value)
+        if name == "discovery_period_s" and self._discovery_timer is not None:
+            self._discovery_timer.timer_period_ns = int(value * 1e9)
+            self._discovery_timer.reset()
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._discovery_timer is not None:
@@ -143,10 +145,11 @@ class ServerNode(ManagedNode):
 
     # --- sources --------------------------------------------------------------------------
 
+    @contained(frames=timer)
     def _discover(self) -> None:
         """Serve every SharedFeatures topic named .../mtl_split/features in the graph (with
         discover:=true), and check every served topic's publishers."""
-        for name, types in self.get_topic_names_and_types() if self.get("discover") else ():
+        for name, types in self.get_topic_names_and_types() if self.values["discover"] else ():
             if name.endswith("/" + topics.FEATURES) and FEATURES_TYPE in types and name not in self._sources:
                 self._serve(name)
         for topic in self._sources:
@@ -168,7 +171,7 @@ class ServerNode(ManagedNode):
     def _serve(self, topic: str) -> None:
         if topic in self._sources:
             return
-        p = self.params()
+        p = self.values
         results_qos = qos.profile(p, "results")
         tasks = self._model.manifest.tasks
         results_topic = topics.results_for(topic)
@@ -196,7 +199,10 @@ class ServerNode(ManagedNode):
         return self.create_publisher(msg_type, topic, profile,
                                      event_callbacks=qos.publisher_events(self.diag.error, topic, "results"))
 
+    @contained(frames=timer)
     def _check_edge(self, info: BackboneInfo, topic: str) -> None:
+        """Say (rate-limited: a rogue publisher may repeat it at any rate) when the edge behind
+        a features topic runs another release or model."""
         ours = self._model.manifest.model_id
         if info.schema_version != SharedFeatures.SCHEMA_VERSION:
             info_topic = topic[: -len(topics.FEATURES)] + topics.BACKBONE_INFO
@@ -205,9 +211,9 @@ class ServerNode(ManagedNode):
                 f"reads schema {SharedFeatures.SCHEMA_VERSION}: its frames will be dropped until both run the "
                 "same mtl_split release"))
         elif info.model_id != ours:
-            self.get_logger().warning(
+            self.diag.warn(topic, EDGE_MODEL, (
                 f"the edge publishing {topic} runs model {info.model_id} ({info.backbone}), this server "
-                f"{ours}: its frames will be dropped until both run the same bundle")
+                f"{ours}: its frames will be dropped until both run the same bundle"))
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -241,6 +247,7 @@ class ServerNode(ManagedNode):
         self.diag.error(source.topic, kind, f"frame dropped: {error}")
         self.diag.drop(kind)
 
+    @contained(frames=len)
     def _run_batch(self, items: list[Item]) -> None:
         all_tasks = self._model.manifest.task_names
         wanted = {id(it.source): it.source.wanted_tasks(all_tasks) for it in items}

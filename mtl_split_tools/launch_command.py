@@ -89,11 +89,13 @@ def run(args: argparse.Namespace) -> int:
     profile = dict(nodes[0].environment).get("FASTDDS_DEFAULT_PROFILES_FILE", "the environment's")
     print(f"mtl-split launch {args.launch}: started {', '.join(procs.procs)} (DDS profile {profile}); "
           "Ctrl-C stops", flush=True)
-    while not stopping and not procs.dead():
+    # Like ros2 launch: a node that exits is reported, and the others go on.
+    while True:
+        for label, code in procs.exited().items():
+            why = "cleanly (e.g. a lifecycle shutdown transition)" if code == 0 else f"with status {code}"
+            print(f"mtl-split launch: {label} exited {why}; see its log above", flush=True)
+        if stopping or len(procs.dead()) == len(procs.procs):
+            break
         time.sleep(0.2)
-    dead = procs.dead()
     codes = procs.stop()
-    if dead and not stopping:
-        print(f"mtl-split launch: {', '.join(f'{k} exited with {c}' for k, c in dead.items())}; stopped the rest")
-        return 1
     return 0 if all(c in (0, -signal.SIGINT) for c in codes.values()) else 1

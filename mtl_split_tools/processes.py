@@ -99,6 +99,7 @@ class NodeProcesses:
         self.log_dir = log_dir
         self.python = python
         self.procs: dict[str, ChildProcess] = {}
+        self._reported: set[str] = set()
 
     def start(self) -> "NodeProcesses":
         for node in self.nodes:
@@ -132,6 +133,13 @@ class NodeProcesses:
     def dead(self) -> dict[str, int]:
         """Processes that have exited, with their exit codes."""
         return {k: p.returncode for k, p in self.procs.items() if not p.alive}
+
+    def exited(self) -> dict[str, int]:
+        """Processes that exited since the last call (each reported once), with their exit
+        codes: a node that crashed, or that a lifecycle `shutdown` transition finalized."""
+        new = {k: c for k, c in self.dead().items() if k not in self._reported}
+        self._reported.update(new)
+        return new
 
     def check_alive(self) -> None:
         """Raise, naming the logs, if a process has exited."""

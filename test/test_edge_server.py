@@ -315,9 +315,9 @@ def test_lifecycle_transitions(ros, launcher, tiny_bundle):
     assert not features, "an inactive edge published features"
 
     assert change(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
-    assert change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
-    assert edge.alive
-    assert edge.stop() == 0
+    # A finalized node serves nothing: its process ends (issue 11, failure 12).
+    assert change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+    assert edge.wait(20) == 0 and "finalized by the lifecycle shutdown transition" in edge.log()
 
 
 @pytest.mark.ros

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mtl_split_core.errors import MtlSplitError
-from mtl_split_ros.launch_plan import LaunchArgs, config_dir, config_yaml, plan
+from mtl_split_ros.launch_plan import LaunchArgs, config_dir, config_yaml, docs_with_tables, plan
 from mtl_split_ros.params import NODES
 from mtl_split_tools.launch_command import parse_overrides, parse_remaps
 
@@ -22,6 +22,12 @@ def test_config_yaml_is_generated_from_params(key):
         f"{path} is stale: run `.venv/bin/python -m mtl_split_ros.launch_plan` and commit it")
     params = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
     assert set(params) <= set(NODES[key].names)
+
+
+def test_docs_parameter_tables_are_generated_from_params():
+    doc = (ROOT / "docs" / "nodes.md").read_text()
+    assert doc == docs_with_tables(doc), (
+        "the parameter tables in docs/nodes.md are stale: run `.venv/bin/python -m mtl_split_ros.launch_plan`")
 
 
 def test_pipeline_plan_starts_edge_and_server_with_the_same_arguments():
