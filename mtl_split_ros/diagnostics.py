@@ -17,7 +17,7 @@ import socket
 import time
 import traceback
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -96,26 +96,29 @@ class Diagnostics:
         log interval with the number of repeats."""
         self.count(ERRORS)
         self.count(error_key(kind))
-        self._log(source, kind, text, self._node.get_logger().error)
+        if (line := self._due(source, kind, text)) is not None:
+            self._node.get_logger().error(line)
 
     def warn(self, source: str, kind: str, text: str) -> None:
         """A warning that may repeat (a rogue publisher, a refused parameter set): counted as
         warnings.<kind>, logged like error()."""
         self.count(f"{WARNINGS}.{kind}")
-        self._log(source, kind, text, self._node.get_logger().warning)
+        if (line := self._due(source, kind, text)) is not None:
+            self._node.get_logger().warning(line)
 
-    def _log(self, source: str, kind: str, text: str, log: Callable[[str], Any]) -> None:
+    def _due(self, source: str, kind: str, text: str) -> str | None:
+        """The log line if one is due for (source, kind) now, else None (one more repeat)."""
         now = time.monotonic()
         last, suppressed = self._logged.get((source, kind), (-float("inf"), 0))
         if now - last < self._log_interval_s:
             self._logged[(source, kind)] = (last, suppressed + 1)
-            return
+            return None
         self._logged[(source, kind)] = (now, 0)
         self._logged.move_to_end((source, kind))
         while len(self._logged) > MAX_LOG_KEYS:  # a flood of invented sources: forget the oldest
             self._logged.popitem(last=False)
         repeats = f" ({suppressed} more since the last report)" if suppressed else ""
-        log(f"[{kind}] {source}: {text}{repeats}")
+        return f"[{kind}] {source}: {text}{repeats}"
 
     def forget(self, source: str) -> None:
         """A departed source's rate-limit entries (its counters stay in the node's totals)."""
