@@ -101,6 +101,9 @@ def test_edge_sends_key_and_delta_frames_with_offline_results(harness):
         msg = image_msg(rgb, "cam_t", stamp_ns=1_000_000 + i)
         harness.ros.wait_for(lambda: any(stamp_of(r.header) == stamp_of(msg.header) for r in harness.results["te"]),
                              60, f"the result of frame {i}", tick=lambda: harness.camera.publish(msg), tick_every=1.0)
+    wanted = {(0, 1_000_000 + i) for i in range(len(frames))}  # our copy of the features may trail the results
+    harness.ros.wait_for(lambda: wanted <= {stamp_of(f.header) for f in harness.edge_features}, 20,
+                         "every frame's features")
     sent = {stamp_of(f.header): f for f in harness.edge_features}
     results = {stamp_of(r.header): r for r in harness.results["te"]}
     encoded = offline_edge(frames, ["cam_t"] * len(frames))
