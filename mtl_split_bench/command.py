@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "network": ("mtl_split_bench.network", "live pipeline over an emulated 3G/4G/Wi-Fi link with loss: latency, FPS"),
     "pipeline": ("mtl_split_bench.pipeline", "end-to-end latency/FPS through the ROS 2 nodes vs in-process, per wire format"),
     "dense": ("mtl_split_bench.dense", "dense split: bytes/frame vs mIoU, AbsRel, mAP for split points and widths, vs JPEG-90"),
+    "camera": ("mtl_split_bench.camera", "camera driver in another process, 640x480 to 12 MP, raw and JPEG: results/s, "
+                                         "latency, every drop counted, CPU, edge RSS; DDS transports compared"),
     "soak": ("mtl_split_bench.soak", "live pipeline for --minutes at --rate Hz: RSS growth, every frame accounted for"),
 }
 

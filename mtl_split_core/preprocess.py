@@ -147,7 +147,7 @@ def preprocess(frames: Sequence[Decoded | np.ndarray], spec: InputSpec) -> np.nd
     for i, frame in enumerate(frames):
         fit(frame, spec, batch[i])
     scale, offset = normalization(spec)
-    out = batch.astype(np.float32)
-    out *= scale
-    out += offset
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    out = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)  # one copy, into NCHW order
+    out *= scale[:, None, None]
+    out += offset[:, None, None]
+    return out

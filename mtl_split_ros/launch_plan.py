@@ -7,6 +7,7 @@ a ROS install start exactly the same thing.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,9 @@ import yaml
 from .params import NODES, NodeSpec
 
 LAUNCHES = ("pipeline", "edge", "server")
-# Fast DDS reads its XML profile from these (3.x: Kilted and later; 2.x: Humble, Jazzy).
-DDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+# Where Fast DDS reads its XML profile from: 3.x (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE
+# (and warns about the old name), 2.x (these distributions) FASTRTPS_DEFAULT_PROFILES_FILE.
+FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 # The profiles in config/fastdds: "nodes" for the edge and server, "camera" for a process that
 # publishes camera frames (see the comments in the XML files for what each sets and why).
 DDS_PROFILES = ("nodes", "camera")
@@ -86,16 +88,26 @@ def config_dir() -> Path:
     return Path(get_package_share_directory("mtl_split")) / "config"
 
 
-def dds_environment(profile: str) -> dict[str, str]:
-    """The environment that makes Fast DDS load `profile` (a name in DDS_PROFILES or a file);
-    empty for NO_DDS_PROFILE."""
-    if profile in ("", NO_DDS_PROFILE):
-        return {}
+def dds_profile_variable() -> str:
+    """The variable this ROS distribution's Fast DDS reads its profile file from."""
+    old = os.environ.get("ROS_DISTRO", "") in FAST_DDS_2_DISTROS
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if old else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def dds_profile_path(profile: str) -> Path:
+    """The XML file of `profile`: a name in DDS_PROFILES (config/fastdds) or a file."""
     path = config_dir() / "fastdds" / f"{profile}.xml" if profile in DDS_PROFILES else Path(profile).expanduser()
     if not path.is_file():
         raise ValueError(f"DDS profile {profile!r}: no file {path} (use {', '.join(DDS_PROFILES)}, "
                          f"an XML file, or {NO_DDS_PROFILE})")
-    return {name: str(path.resolve()) for name in DDS_PROFILE_VARIABLES}
+    return path.resolve()
+
+
+def dds_environment(profile: str) -> dict[str, str]:
+    """The environment that makes Fast DDS load `profile`; empty for NO_DDS_PROFILE."""
+    if profile in ("", NO_DDS_PROFILE):
+        return {}
+    return {dds_profile_variable(): str(dds_profile_path(profile))}
 
 
 def config_yaml(key: str) -> str:

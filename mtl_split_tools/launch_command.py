@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     procs = NodeProcesses(nodes).start()
-    profile = dict(nodes[0].environment).get("FASTDDS_DEFAULT_PROFILES_FILE", "the environment's")
+    profile = next(iter(dict(nodes[0].environment).values()), "the environment's")
     print(f"mtl-split launch {args.launch}: started {', '.join(procs.procs)} (DDS profile {profile}); "
           "Ctrl-C stops", flush=True)
     # Like ros2 launch: a node that exits is reported, and the others go on.

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -56,3 +58,13 @@ def shapes_classes() -> dict[str, list[str]]:
     from mtl_split_training.datasets import open_data
 
     return {t.name: list(t.classes) for t in open_data("shapes").tasks}
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small valid PNG whose header claims width x height (a decompression bomb): a few
+    rows of zeros, compressed to almost nothing."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    rows = zlib.compress(b"".join(b"\0" + bytes(width * 3) for _ in range(100)), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))

@@ -68,15 +68,16 @@ def test_launch_files_use_the_shared_plan(name):
     assert f'describe("{name}")' in source
 
 
-def test_nodes_get_the_shipped_dds_profile_unless_told_otherwise(tmp_path):
+def test_nodes_get_the_shipped_dds_profile_unless_told_otherwise(tmp_path, monkeypatch):
     from xml.etree import ElementTree
 
-    from mtl_split_ros.launch_plan import DDS_PROFILE_VARIABLES, DDS_PROFILES, dds_environment
+    from mtl_split_ros.launch_plan import DDS_PROFILES, dds_environment
 
-    for name in DDS_PROFILES:  # valid XML that Fast DDS 2 and 3 read (both variables set)
-        env = dds_environment(name)
-        assert set(env) == set(DDS_PROFILE_VARIABLES) and len(set(env.values())) == 1
-        root = ElementTree.parse(env[DDS_PROFILE_VARIABLES[0]]).getroot()
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
+    for name in DDS_PROFILES:  # valid XML, read by Fast DDS 3 from FASTDDS_DEFAULT_PROFILES_FILE
+        [(variable, path)] = dds_environment(name).items()
+        assert variable == "FASTDDS_DEFAULT_PROFILES_FILE"
+        root = ElementTree.parse(path).getroot()
         assert root.find(".//{http://www.eprosima.com}segment_size") is not None
     [edge, server] = plan("pipeline", LaunchArgs(bundle="/b"))
     assert dict(edge.environment) == dict(server.environment) == dds_environment("nodes")
@@ -84,7 +85,9 @@ def test_nodes_get_the_shipped_dds_profile_unless_told_otherwise(tmp_path):
     own = tmp_path / "mine.xml"
     own.write_text("<dds/>")
     assert dict(plan("edge", LaunchArgs(bundle="/b", dds_profile=str(own)))[0].environment) == {
-        v: str(own) for v in DDS_PROFILE_VARIABLES}
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(own)}
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")  # Fast DDS 2 reads the older variable
+    assert list(dds_environment("nodes")) == ["FASTRTPS_DEFAULT_PROFILES_FILE"]
     with pytest.raises(ValueError, match="DDS profile"):
         plan("edge", LaunchArgs(bundle="/b", dds_profile="/no/such.xml"))
 

@@ -4,9 +4,7 @@ reduced decoding, and the max-pixels refusal from headers (decompression bombs).
 from __future__ import annotations
 
 import json
-import struct
 import time
-import zlib
 
 import cv2
 import numpy as np
@@ -19,6 +17,7 @@ from mtl_split_core.imaging import decode, to_array
 from mtl_split_core.preprocess import (
     LETTERBOX_PAD, Decoded, area_resize, fit, geometry, jpeg_reduction, preprocess)
 
+from helpers import png_claiming
 from test_imaging import _rosbags_types, image_msg
 
 SIZES = [(1280, 720), (1920, 1080), (1080, 1920), (1281, 721), (4000, 3000), (641, 1), (1, 480), (224, 224)]
@@ -130,15 +129,6 @@ def test_jpeg_is_decoded_reduced_when_the_input_is_small():
     assert np.abs(full - small).mean() < 0.05  # in normalized units (1/255/0.225 = 0.017 per grey level)
 
 
-def _png_bomb(width: int, height: int) -> bytes:
-    """A small PNG whose header claims width x height (rows of zeros, compressed away)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    rows = zlib.compress(b"".join(b"\0" + bytes(width * 3) for _ in range(200)), 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
 def test_headers_give_the_size_of_every_jpeg_and_png():
     rgb = scene(333, 97)
     cases = {
@@ -158,7 +148,7 @@ def test_headers_give_the_size_of_every_jpeg_and_png():
 
 def test_a_decompression_bomb_is_refused_from_its_header_in_microseconds():
     _, compressed = _rosbags_types()
-    bomb = _png_bomb(20000, 20000)
+    bomb = png_claiming(20000, 20000)
     assert len(bomb) < 200_000
     msg = compressed(format="png", data=bomb)
     start = time.perf_counter()
