@@ -118,7 +118,8 @@ class Replayer(DriverNode):
         for status in msg.status:
             if (node := status_node(status.name)) is not None:
                 self.log.node_counters[node] = {
-                    kv.key: kv.value for kv in status.values if kv.key in COUNTERS or kv.key.startswith(("errors", "dropped."))}
+                    kv.key: kv.value for kv in status.values
+                    if kv.key in COUNTERS or kv.key.startswith(("errors", "dropped."))}
 
     def publish(self, frame: Frame) -> None:
         """One recorded frame, byte for byte (its stamp is what its results are matched by)."""

@@ -14,6 +14,7 @@ from test_reliability import Watch, log_lines
 
 pytestmark = pytest.mark.ros
 LOST = ("dropped", "unheard")
+REASONS = tuple(f"dropped.{r}" for r in ("new_publisher", "transport", "replaced"))
 
 
 def _pipeline(launcher, bundle: Path, ns: str, **edge: object) -> tuple[str, str]:
@@ -40,7 +41,7 @@ def test_hd_frames_from_another_process_are_answered_or_counted(ros, launcher, t
     warm = ros.node.create_publisher(Image, f"{ns}/camera/image_raw", 10)
     watch.served(ns, warm.publish, image_msg(frames(1, seed=3)[0], "warm"), timeout=60)
     ros.spin_for(DISCOVERY_GRACE_S + 0.5)  # the edge now knows its publishers: the camera is new
-    before = watch.baseline((edge, server), LOST)
+    before = watch.baseline((edge, server), LOST + REASONS)
     env = {}
     if transport == "fastdds_defaults":
         empty = tmp_path / "defaults.xml"
@@ -58,14 +59,12 @@ def test_hd_frames_from_another_process_are_answered_or_counted(ros, launcher, t
     answered = sum((ns_ // 10**9, ns_ % 10**9, "camera") in results for ns_ in sent)
     delta = watch.until(before, lambda d: answered + sum(d[n][k] for n in d for k in LOST) >= len(sent))
     counted = sum(delta[n][k] for n in delta for k in LOST)
-    reasons = {k: v for k, v in watch.status[edge].items() if k.startswith("dropped.")}
     print(f"\n{transport}: {len(sent)} 1920x1080 frames sent, {answered} answered, {counted} counted "
-          f"({reasons}, cumulative)")
+          f"(edge {delta[edge]})")
     if transport == "shipped":
         assert answered + counted == len(sent) and answered >= 0.8 * len(sent)
-    else:
-        assert len(sent) - 2 <= answered + counted <= len(sent)
-        assert int(watch.status[edge].get("dropped.transport", 0)) > 0
+    else:  # most frames lost, and counted as transport or as a new publisher's unseen first frames
+        assert len(sent) - 2 <= answered + counted <= len(sent) and counted > len(sent) / 2
 
 
 def test_decompression_bombs_are_refused_from_their_headers(ros, launcher, tiny_bundle):
