@@ -6,9 +6,11 @@ publishes /robot_a/mtl_split/features and the server answers in /robot_a/mtl_spl
 from __future__ import annotations
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's name of a camera's CompressedImage topic
 FEATURES = "mtl_split/features"
 BACKBONE_INFO = "mtl_split/backbone_info"
 RESULTS = "mtl_split/results"
+ANNOTATED = "mtl_split/annotated"  # the visualization node's camera frames with results drawn on
 # Ground-truth labels written into bags by `mtl-split make-bag` (std_msgs/String, JSON).
 GROUND_TRUTH = "/mtl_split/ground_truth"
 DIAGNOSTICS = "/diagnostics"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
 from mtl_split.msg import BackboneInfo, SharedFeatures
@@ -23,11 +23,11 @@ from mtl_split_core.runtime import EdgeModel
 from mtl_split_core.stamps import set_ns, to_ns, wrapped_us
 from mtl_split_ros import qos
 from mtl_split_ros.batch_timer import BatchTimer
+from mtl_split_ros.cameras import image_inputs
 from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT, sequence_id
 from mtl_split_ros.node import ManagedNode, contained, guarded, timer
 from mtl_split_ros.params import EDGE
 
-COMPRESSED_SUFFIX = "/compressed"
 # Error kinds counted on /diagnostics as errors.<kind>.
 BAD_IMAGE = "bad_image"
 TOO_LARGE = "too_large"  # more pixels than max_pixels
@@ -38,19 +38,6 @@ DEACTIVATED = "deactivated"  # waiting for the other cameras when the node was d
 # a camera first heard later started after the edge, and its unseen first frames are counted.
 DISCOVERY_GRACE_S = 2.0
 LOSSES_PERIOD_S = 0.25  # how often sequence gaps are classified (frame_losses.GAP_SETTLE_S)
-
-
-def image_inputs(image_topics: list[str], transport: str) -> list[tuple[str, type]]:
-    """(topic, message type) per camera, following image_transport's naming convention."""
-    inputs = []
-    for topic in image_topics:
-        compressed = topic.endswith(COMPRESSED_SUFFIX)
-        if transport == "compressed" and not compressed:
-            topic, compressed = topic + COMPRESSED_SUFFIX, True
-        elif transport == "raw":
-            compressed = False
-        inputs.append((topic, CompressedImage if compressed else Image))
-    return inputs
 
 
 @dataclass

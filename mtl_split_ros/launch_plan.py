@@ -17,7 +17,9 @@ import yaml
 
 from .params import NODES, NodeSpec
 
-LAUNCHES = ("pipeline", "edge", "server")
+LAUNCHES = ("pipeline", "edge", "server", "viz")
+# The nodes of each launch; the visualization node joins pipeline and edge with viz=True.
+LAUNCH_NODES = {"pipeline": ["edge", "server"], "edge": ["edge"], "server": ["server"], "viz": ["viz"]}
 # Where Fast DDS reads its XML profile from: 3.x (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE
 # (and warns about the old name), 2.x (these distributions) FASTRTPS_DEFAULT_PROFILES_FILE.
 FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
@@ -43,11 +45,12 @@ class LaunchArgs:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node key -> {param: value}
     remaps: dict[str, str] = field(default_factory=dict)  # topic remappings of every node, from -> to
     dds_profile: str = "nodes"  # one of DDS_PROFILES, an XML file, or NO_DDS_PROFILE
+    viz: bool = False  # also start the visualization node (mtl_split/annotated) beside the edge
 
 
 @dataclass(frozen=True)
 class PlannedNode:
-    key: str  # "edge" | "server"
+    key: str  # "edge" | "server" | "viz"
     spec: NodeSpec
     namespace: str
     params_files: tuple[str, ...]
@@ -151,18 +154,19 @@ def docs_with_tables(doc: str) -> str:
 
 
 def plan(launch: str, args: LaunchArgs) -> list[PlannedNode]:
-    """The nodes of one launch ("pipeline" = edge + server in one namespace)."""
+    """The nodes of one launch ("pipeline" = edge + server in one namespace, + the
+    visualization node with args.viz)."""
     if launch not in LAUNCHES:
         raise ValueError(f"unknown launch {launch!r}: use one of {', '.join(LAUNCHES)}")
-    keys = ["edge", "server"] if launch == "pipeline" else [launch]
+    keys = LAUNCH_NODES[launch] + (["viz"] if args.viz and "edge" in LAUNCH_NODES[launch] else [])
     environment = tuple(dds_environment(args.dds_profile).items())
     nodes = []
     for key in keys:
         files = [str(config_dir() / f"{key}.yaml")] + ([args.params_file] if args.params_file else [])
         parameters: dict[str, Any] = {"bundle": args.bundle}
-        if args.backend:
+        if args.backend and "backend" in NODES[key].names:
             parameters["backend"] = args.backend
-        if key == "edge" and args.camera_topic:
+        if "image_topics" in NODES[key].names and args.camera_topic:
             parameters["image_topics"] = [args.camera_topic]
         parameters.update(args.overrides.get(key, {}))
         unknown = set(parameters) - set(NODES[key].names)

@@ -223,12 +223,9 @@ def _edge_batching(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-EDGE = NodeSpec(
-    name="mtl_split_edge",
-    executable="edge_node",
-    module="mtl_split_edge",
-    description="Camera images -> shared backbone -> SharedFeatures on mtl_split/features.",
-    params=COMMON + (
+def camera_params(depth: int) -> tuple[Param, ...]:
+    """The camera inputs of a node: topics, transport, QoS (history `depth`), size limit."""
+    return (
         Param("image_topics", [DEFAULT_IMAGE_TOPIC], "string_array",
               "Camera topics (remappable). A topic ending in /compressed is read as "
               "sensor_msgs/CompressedImage when image_transport is auto.", check=_not_empty("camera topic")),
@@ -236,12 +233,21 @@ EDGE = NodeSpec(
               "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage on <topic>/compressed; "
               "auto: compressed only for topics ending in /compressed.",
               ("auto", "raw", "compressed")),
-        *qos_params("image", "the camera subscriptions", "best_effort", 1, ACTIVATE),
+        *qos_params("image", "the camera subscriptions", "best_effort", depth, ACTIVATE),
         Param("max_pixels", DEFAULT_MAX_PIXELS, "integer",
               "Largest camera frame (width x height) accepted. Checked before anything is decoded: "
               "a raw Image's width and height, a JPEG/PNG's header; larger frames are dropped and "
               "counted as errors.too_large (a small PNG claiming 20000x20000 costs microseconds).",
               applies=LIVE, low=1, high=1 << 40),
+    )
+
+
+EDGE = NodeSpec(
+    name="mtl_split_edge",
+    executable="edge_node",
+    module="mtl_split_edge",
+    description="Camera images -> shared backbone -> SharedFeatures on mtl_split/features.",
+    params=COMMON + camera_params(1) + (
         Param("jpeg_reduced_decode", True, "bool",
               "Decode JPEG frames at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the model "
               "input is at least that much smaller, instead of decoding full size and shrinking.", applies=LIVE),
@@ -324,4 +330,25 @@ SERVER = NodeSpec(
     rules=(_something_to_serve,),
 )
 
-NODES: dict[str, NodeSpec] = {"edge": EDGE, "server": SERVER}
+VIZ = NodeSpec(
+    name="mtl_split_viz",
+    executable="viz_node",
+    module="mtl_split_viz",
+    description="Camera images + results -> mtl_split/annotated (sensor_msgs/Image rgb8): each task's "
+                "prediction and score, masks, boxes and depth drawn on the frame, for RViz or Foxglove.",
+    params=tuple(p for p in COMMON if p.name in ("bundle", "autostart", "diagnostics_period_s")) + camera_params(5) + (
+        *qos_params("results", "the result subscriptions", "reliable", 10, ACTIVATE),
+        *qos_params("annotated", "the annotated image publisher", "reliable", 2, CONFIGURE),
+        Param("max_pending", 30, "integer",
+              "Most frames waiting for their results (the oldest is dropped first): bounds memory "
+              "when results are late or lost.", low=1, high=100_000),
+        Param("pair_timeout_s", 1.0, "double",
+              "A frame whose results have not all arrived by then is drawn with those that have "
+              "(or dropped if none has).", low=0.01, high=3600.0),
+        Param("max_width", 1280, "integer",
+              "Annotated images wider than this are shrunk to it (0: camera size), so an HD camera "
+              "does not cost a full-size image per frame.", applies=LIVE, low=0, high=100_000),
+    ),
+)
+
+NODES: dict[str, NodeSpec] = {"edge": EDGE, "server": SERVER, "viz": VIZ}

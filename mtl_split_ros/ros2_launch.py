@@ -25,7 +25,10 @@ ARGUMENTS = {
     "params_file": ("", "YAML parameters applied after config/<node>.yaml"),
     "dds_profile": ("nodes", "Fast DDS profile of the nodes: nodes (config/fastdds/nodes.xml, for camera "
                              "frames up to 12 MP), an XML file, or none (keep the environment's)"),
+    "viz": ("false", "true: also start the visualization node beside the edge (camera frames with the results "
+                     "drawn on them, sensor_msgs/Image on <namespace>/mtl_split/annotated)"),
 }
+TRUE = ("true", "1", "yes", "on")  # launch arguments are strings
 
 
 def node_actions(launch: str, values: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -33,7 +36,8 @@ def node_actions(launch: str, values: Mapping[str, str]) -> list[dict[str, Any]]
     arguments' values (strings, as LaunchConfiguration gives them)."""
     if not values.get("bundle"):
         raise ValueError("bundle:=<directory> is required (a bundle from `mtl-split export`)")
-    args = LaunchArgs(**{name: values.get(name, default) for name, (default, _) in ARGUMENTS.items()})
+    given = {name: values.get(name, default) for name, (default, _) in ARGUMENTS.items()}
+    args = LaunchArgs(**{**given, "viz": str(given["viz"]).strip().lower() in TRUE})
     return [
         dict(package="mtl_split", executable=n.spec.executable, name=n.spec.name,
              namespace=n.namespace or None, parameters=[*n.params_files, n.parameters],

@@ -24,7 +24,6 @@ from mtl_split_core.stamps import set_ns, to_ns
 
 from .bags import COMPRESSED, IMAGE, STRING, TYPESTORE, BagError, Frame, label_array
 
-COMPRESSED_SUFFIX = "/compressed"
 # Topics under a namespace segment of this name are ours (ground truth, results, annotated
 # images, features), never a camera.
 OWN_SEGMENT = topics.FEATURES.split("/")[0]
@@ -52,7 +51,7 @@ def choose_camera(candidates: list[str], wanted: str | None, bag: Path) -> str:
     the only candidate; a clear error listing the candidates otherwise."""
     listing = ", ".join(candidates) or "none"
     if wanted:
-        for topic in (wanted, wanted.rstrip("/") + COMPRESSED_SUFFIX):
+        for topic in (wanted, wanted.rstrip("/") + topics.COMPRESSED_SUFFIX):
             if topic in candidates:
                 return topic
         raise BagError(f"{bag} has no camera topic {wanted} (its image topics: {listing})")

@@ -1,4 +1,4 @@
-"""`mtl-split launch pipeline|edge|server`: the launch files' nodes as plain processes, for
+"""`mtl-split launch pipeline|edge|server|viz`: the launch files' nodes as plain processes, for
 machines without launch_ros (PyPI ROS). Ctrl-C stops every node cleanly."""
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import yaml
 from mtl_split_core import topics
 from mtl_split_core.errors import MtlSplitError
 from mtl_split_core.options import BACKENDS
+from mtl_split_ros.params import NODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mtl_split_ros.launch_plan import LAUNCHES
 
-    p = sub.add_parser("launch", help="start edge and/or server nodes (no launch_ros needed)",
+    p = sub.add_parser("launch", help="start edge, server and/or visualization nodes (no launch_ros needed)",
                        description=__doc__)
     p.add_argument("launch", choices=LAUNCHES)
     p.add_argument("--bundle", required=True, help="model bundle directory from `mtl-split export`")
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-file", default="", help="YAML applied after config/<node>.yaml")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                    help="override a parameter, e.g. -p edge.dtype=int8 -p server.max_batch=4")
+    p.add_argument("--viz", action="store_true",
+                   help="also start the visualization node beside the edge: camera frames with the results drawn "
+                        "on them on <namespace>/mtl_split/annotated (sensor_msgs/Image; RViz, Foxglove)")
     p.add_argument("-r", "--remap", action="append", default=[], metavar="FROM:=TO",
                    help="remap a topic of every node, as `ros2 run ... -r FROM:=TO` does")
     p.add_argument("--dds-profile", default="nodes", metavar="nodes|FILE|none",
@@ -44,8 +48,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     for item in items:
         key, sep, value = item.partition("=")
         node, dot, name = key.partition(".")
-        if not sep or not dot or node not in ("edge", "server"):
-            raise MtlSplitError(f"bad -p {item!r}: use edge.NAME=VALUE or server.NAME=VALUE")
+        if not sep or not dot or node not in NODES:
+            raise MtlSplitError(f"bad -p {item!r}: use NODE.NAME=VALUE with NODE one of {', '.join(NODES)}")
         out.setdefault(node, {})[name] = yaml.safe_load(value) if value else ""
     return out
 
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
                                              namespace=args.namespace, backend=args.backend,
                                              params_file=args.params_file,
                                              overrides=parse_overrides(args.param),
-                                             remaps=parse_remaps(args.remap), dds_profile=args.dds_profile))
+                                             remaps=parse_remaps(args.remap), dds_profile=args.dds_profile,
+                                             viz=args.viz))
     except ValueError as e:
         raise MtlSplitError(str(e)) from e
     stopping = False

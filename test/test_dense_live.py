@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mtl_split_core.annotate import Annotations, annotate, classification_line
 from mtl_split_core.bundle import load_manifest
+from mtl_split_core.dense import to_source
+from mtl_split_core.preprocess import geometry
 from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
 
 from helpers import image_msg, key
@@ -33,14 +36,18 @@ def _scene(size: int = 48) -> np.ndarray:
 def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launcher, dense_bundle):
     from sensor_msgs.msg import Image
 
-    from mtl_split.msg import Detection2DArray, LabelInfo
+    from mtl_split.msg import Detection2DArray, LabelInfo, MultiTaskResult
     from mtl_split_ros import qos
+    from mtl_split_ros.dense_results import detections_boxes, image_array
 
     manifest = load_manifest(dense_bundle)
     launcher.node("server", {"bundle": str(dense_bundle), "discovery_period_s": 0.5})
-    launcher.node("edge", {"bundle": str(dense_bundle)}, namespace=NS,
-                  remaps={"/camera/image_raw": f"{NS}/camera/image_raw"})
+    for node in ("edge", "viz"):  # the visualization node draws the dense results too
+        launcher.node(node, {"bundle": str(dense_bundle)}, namespace=NS,
+                      remaps={"/camera/image_raw": f"{NS}/camera/image_raw"})
     base = f"{NS}/mtl_split/results"
+    annotated = ros.collect(Image, f"{NS}/mtl_split/annotated")
+    results = ros.collect(MultiTaskResult, base)
     masks = ros.collect(Image, f"{base}/segmentation")
     depths = ros.collect(Image, f"{base}/depth")
     boxes = ros.collect(Detection2DArray, f"{base}/detection")
@@ -78,6 +85,17 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
                                    [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]],
                                    rtol=1e-4, atol=1e-3)
         assert d.score == pytest.approx(s, rel=1e-5)
+    # The annotated frame: exactly the core's drawing of these results on the 48 px frame.
+    ros.wait_for(lambda: got(annotated) and got(results), 30, "the annotated frame", tick=lambda: pub.publish(msg),
+                 tick_every=0.5)
+    drawn = got(annotated)
+    assert (drawn.encoding, drawn.width, drawn.height) == ("rgb8", 48, 48)
+    where = geometry(48, 48, manifest.input)
+    notes = Annotations(
+        lines=[classification_line(p.task, p.class_name, p.score) for p in got(results).predictions],
+        masks=[to_source(image_array(mask), where, (48, 48))], depth=to_source(image_array(depth), where, (48, 48)),
+        boxes=[(to_source(detections_boxes(dets), where, (48, 48)), manifest.task("detection").classes)])
+    assert np.array_equal(np.frombuffer(bytes(drawn.data), np.uint8).reshape(48, 48, 3), annotate(rgb, notes))
 
 
 def test_vision_msgs_detections_where_vision_msgs_imports():

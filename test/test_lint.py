@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server", "mtl_split_training",
+PATHS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server", "mtl_split_viz", "mtl_split_training",
          "mtl_split_tools", "mtl_split_bench", "launch", "test", "scripts"]
 
 
