@@ -338,7 +338,7 @@ VIZ = NodeSpec(
                 "prediction and score, masks, boxes and depth drawn on the frame, for RViz or Foxglove.",
     params=tuple(p for p in COMMON if p.name in ("bundle", "autostart", "diagnostics_period_s")) + camera_params(5) + (
         *qos_params("results", "the result subscriptions", "reliable", 10, ACTIVATE),
-        *qos_params("annotated", "the annotated image publisher", "reliable", 1, CONFIGURE),
+        *qos_params("annotated", "the annotated image publisher", "reliable", 5, CONFIGURE),
         Param("max_pending", 30, "integer",
               "Most frames waiting for their results (the oldest is dropped first): bounds memory "
               "when results are late or lost.", low=1, high=100_000),

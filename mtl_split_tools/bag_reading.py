@@ -46,6 +46,12 @@ def image_topics(connections: Iterable[Any]) -> list[str]:
                    and OWN_SEGMENT not in c.topic.strip("/").split("/")})
 
 
+def label_connections(connections: Iterable[Any]) -> list[Any]:
+    """The ground-truth connections (make-bag's format): the JSON strings, the dense label images."""
+    return [c for c in connections if c.topic == topics.GROUND_TRUTH and c.msgtype == STRING
+            or c.topic.startswith(topics.GROUND_TRUTH + "/") and c.msgtype == IMAGE]
+
+
 def choose_camera(candidates: list[str], wanted: str | None, bag: Path) -> str:
     """The camera topic: `wanted` (or its /compressed twin when only that is recorded), else
     the only candidate; a clear error listing the candidates otherwise."""
@@ -78,8 +84,7 @@ def read_frames(bag: Path, camera_topic: str | None = None, limit: int | None = 
     with reader_cm as reader:
         candidates = image_topics(reader.connections)
         chosen = choose_camera(candidates, camera_topic, bag)
-        labels = [c for c in reader.connections if c.topic == topics.GROUND_TRUTH and c.msgtype == STRING
-                  or c.topic.startswith(topics.GROUND_TRUTH + "/") and c.msgtype == IMAGE]
+        labels = label_connections(reader.connections)
         cams = [c for c in reader.connections if c.topic == chosen]
         others = {c.topic: c.msgtype for c in reader.connections if c not in cams and c not in labels}
         for conn, log_ns, raw in reader.messages(connections=cams + labels):

@@ -52,6 +52,7 @@ class EvalOptions:
     limit: int | None = None
     camera_topic: str | None = None  # None: the bag's only image topic
     labels: Path | None = None  # sidecar label table (labels.py)
+    record: Path | None = None  # write what the pipeline said into this MCAP bag (recording.py)
 
 
 def _rgb(frame: Frame) -> np.ndarray:
@@ -129,23 +130,25 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
     return extra, predicted
 
 
-def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, Any]]]:
+def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], recording: Any = None
+             ) -> tuple[dict, dict[int, dict[str, Any]]]:
     """Replay into the user's running pipeline (--attach), or into nodes started here on a
-    private DDS domain, so that no other run on this host sees our frames or we theirs."""
+    private DDS domain, so that no other run on this host sees our frames or we theirs. A
+    recording starts the visualization node too (its annotated images go into the bag)."""
     from .domain import PrivateDomain
 
     if opts.attach:
-        return _replay_live(opts, manifest, frames, None)
+        return _replay_live(opts, manifest, frames, None, recording)
     with PrivateDomain():
         nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=frames[0].topic,
-                                            namespace=opts.namespace,
+                                            namespace=opts.namespace, viz=recording is not None,
                                             overrides={"edge": dict(opts.edge_params or {})}))
         with NodeProcesses(nodes, log_dir=opts.out / "logs") as procs:
-            return _replay_live(opts, manifest, frames, procs)
+            return _replay_live(opts, manifest, frames, procs, recording)
 
 
-def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], procs: NodeProcesses | None
-                 ) -> tuple[dict, dict[int, dict[str, Any]]]:
+def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], procs: NodeProcesses | None,
+                 recording: Any = None) -> tuple[dict, dict[int, dict[str, Any]]]:
     import os
 
     from .replay import replay
@@ -153,7 +156,7 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
 
     started = time.time()
     dense = [t for t in manifest.tasks if t.dense]
-    log = replay(opts.namespace, frames, opts.rate, dense=dense)
+    log = replay(opts.namespace, frames, opts.rate, dense=dense, recording=recording)
     if procs is not None:
         procs.check_alive()
     extra = {**replay_stats(log), "ros_domain_id": int(os.environ.get("ROS_DOMAIN_ID", 0)),
@@ -167,10 +170,31 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
     return extra, predicted
 
 
+def _recorded(opts: EvalOptions, manifest: Manifest, frames: list[Frame], originals: list[Frame]
+              ) -> tuple[dict, dict[int, dict[str, Any]]]:
+    """run_live, writing what the pipeline said into opts.record (with the source bag's
+    labels of the frames replayed, so the recording can be evaluated again)."""
+    from .recording import PipelineRecording, Recorder, ground_truth
+
+    recorder = Recorder(opts.record)
+    try:
+        truth = ground_truth(opts.bag, {f.stamp_ns for f in originals})
+        extra, predicted = run_live(opts, manifest, frames, PipelineRecording(recorder, manifest, not opts.attach, truth))
+    finally:
+        counts = recorder.close()  # a valid file whatever happened
+    extra["recording"] = {"path": str(opts.record), "messages": counts}
+    return extra, predicted
+
+
 def evaluate(opts: EvalOptions) -> dict:
     manifest = load_manifest(opts.bundle)
     if opts.offline and opts.attach:
         raise MtlSplitError("--offline runs the bundle in this process, --attach uses a running pipeline: pick one")
+    if opts.offline and opts.record is not None:
+        raise MtlSplitError("--record writes what the ROS pipeline published; --offline publishes nothing: "
+                            "drop --offline")
+    if opts.record is not None and opts.record.exists():
+        raise MtlSplitError(f"{opts.record} exists; remove it or choose another --record")
     bag = read_frames(opts.bag, opts.camera_topic, opts.limit)
     frames = bag.frames
     sidecar, notes = read_sidecar(opts.labels, frames) if opts.labels else ({}, [])
@@ -185,7 +209,12 @@ def evaluate(opts: EvalOptions) -> dict:
 
         frames = [recompress(f) for f in frames]
     mode = "offline" if opts.offline else "live"
-    extra, predicted = (run_offline if opts.offline else run_live)(opts, manifest, frames)
+    if opts.offline:
+        extra, predicted = run_offline(opts, manifest, frames)
+    elif opts.record is not None:
+        extra, predicted = _recorded(opts, manifest, frames, bag.frames)
+    else:
+        extra, predicted = run_live(opts, manifest, frames)
     extra["bytes_per_frame"] |= baseline
     e2e = extra.pop("e2e")
     result = {

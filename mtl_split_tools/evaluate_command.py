@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, metavar="CSV",
                    help="sidecar labels: a CSV/TSV with a 'frame' (index from 0) or 'stamp' (header stamp, ns or s) "
                         "column and one column of class names per task; overrides the bag's own labels")
+    p.add_argument("--record", type=Path, metavar="OUT",
+                   help="also write an MCAP bag of what the pipeline said: camera frames, features, results "
+                        "(combined, per task, dense), annotated images (the visualization node runs) and the "
+                        "bag's labels; Foxglove, ros2 bag and rosbags open it, and evaluate reads it back")
     p.add_argument("--rate", default="1.0", help="real-time factor of the replay, or 'max'")
     p.add_argument("--compressed", action="store_true", help="replay raw frames as JPEG CompressedImage")
     p.add_argument("--attach", action="store_true", help="use a pipeline that is already running")
@@ -53,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(bundle=args.bundle, bag=args.bag, out=args.out, rate=parse_rate(args.rate),
                        compressed=args.compressed, attach=args.attach, offline=args.offline,
                        namespace=args.namespace, edge_params=overrides.get("edge"), limit=args.limit,
-                       camera_topic=args.camera_topic, labels=args.labels)
+                       camera_topic=args.camera_topic, labels=args.labels, record=args.record)
     result = evaluate(opts)
     print((args.out / "summary.md").read_text())
     print(f"report: {args.out / 'report.json'} (+ PNG plots, summary.md)")
+    if "recording" in result:
+        counts = result["recording"]["messages"]
+        print(f"recording: {args.record} ({sum(counts.values())} messages on {len(counts)} topics)")
     return 0 if result["frames"]["received"] else 1

@@ -7,7 +7,7 @@ when each frame went out and when its results came back (one clock: same machine
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,10 @@ class ReplayLog:
     dense: dict[int, dict[str, Any]] = field(default_factory=dict)  # stamp_ns -> {task: array / Boxes}
 
 
+def is_warmup(stamp_ns: int) -> bool:
+    return WARMUP_NS <= stamp_ns < 2 * WARMUP_NS
+
+
 class Replayer(DriverNode):
     """The driver node as a camera: publish frames, gather their results.
 
@@ -66,6 +70,7 @@ class Replayer(DriverNode):
         self.info = None
         self.image_topic = image_topic
         self._last_stamp = 0
+        self.recording: Any = None  # a recording.PipelineRecording: every frame published goes into it too
         msg_type = CompressedImage if image_type == COMPRESSED else Image
         # Reliable depth 1 matches both best-effort and reliable camera subscriptions.
         self.pub = self.node.create_publisher(msg_type, image_topic,
@@ -106,7 +111,7 @@ class Replayer(DriverNode):
     def _on_result(self, msg) -> None:
         ns = to_ns(msg.header.stamp)
         if ns not in self.log.sent_at:
-            if not WARMUP_NS <= ns < 2 * WARMUP_NS:  # a late warm-up result is ours
+            if not is_warmup(ns):  # a late warm-up result is ours
                 self.log.foreign_results += 1
         elif ns not in self.log.results:
             self.log.received_at[ns] = time.perf_counter()
@@ -121,10 +126,17 @@ class Replayer(DriverNode):
                     kv.key: kv.value for kv in status.values
                     if kv.key in COUNTERS or kv.key.startswith(("errors", "dropped."))}
 
+    def ours(self, stamp_ns: int) -> bool:
+        """A frame this replay sent (not a warm-up frame, not another publisher's)."""
+        return stamp_ns in self.log.sent_at and not is_warmup(stamp_ns)
+
     def publish(self, frame: Frame) -> None:
         """One recorded frame, byte for byte (its stamp is what its results are matched by)."""
         self.log.sent_at[frame.stamp_ns] = time.perf_counter()
+        unix_ns = time.time_ns()
         self.pub.publish(frame.rawdata)
+        if self.recording is not None:
+            self.recording.frame_sent(frame, unix_ns)
 
     def publish_now(self, msg) -> int:
         """A camera message stamped now (unique per replayer); the stamp in nanoseconds."""
@@ -135,10 +147,11 @@ class Replayer(DriverNode):
         self.pub.publish(msg)
         return stamp
 
-    def wait_ready(self, warmup: Any, timeout: float = 60.0) -> None:
+    def wait_ready(self, warmup: Any, timeout: float = 60.0, also: Callable[[], bool] | None = None) -> None:
         """Until the edge listens, the server answers, and one warm-up frame (a Frame or a
-        camera message, re-stamped) went through: loads, first inferences and DDS discovery
-        are not part of the measurement."""
+        camera message, re-stamped) went through (and `also()` holds, e.g. a recording heard
+        from every node): loads, first inferences and DDS discovery are not part of the
+        measurement."""
         from rclpy.serialization import deserialize_message
 
         msg = deserialize_message(warmup.rawdata, self.pub.msg_type) if isinstance(warmup, Frame) else warmup
@@ -152,7 +165,10 @@ class Replayer(DriverNode):
                 self.log.sent_at[WARMUP_NS + k] = time.perf_counter()
                 self.pub.publish(msg)
 
-        if self.spin_until(lambda: any(ns < 2 * WARMUP_NS for ns in self.log.results), timeout, warm_up) is None:
+        def ready() -> bool:
+            return any(ns < 2 * WARMUP_NS for ns in self.log.results) and (also is None or also())
+
+        if self.spin_until(ready, timeout, warm_up) is None:
             raise TimeoutError(
                 f"no results within {timeout:.0f} s of publishing on {self.image_topic}: is the pipeline "
                 "running with the same ROS_DOMAIN_ID, and does the edge subscribe to this topic?")
@@ -184,13 +200,16 @@ class Replayer(DriverNode):
 
 
 def replay(namespace: str, frames: list[Frame], rate: float | None, desc: str = "replay",
-           ready_timeout: float = 60.0, leave: bool = True, dense: Sequence[TaskSpec] = ()) -> ReplayLog:
+           ready_timeout: float = 60.0, leave: bool = True, dense: Sequence[TaskSpec] = (),
+           recording: Any = None) -> ReplayLog:
     """Warm up the running pipeline whose results appear in `namespace`, replay frames into
-    it with a progress bar, and return what came back (with the results of `dense` tasks)."""
+    it with a progress bar, and return what came back (with the results of `dense` tasks).
+    recording: a recording.PipelineRecording that also writes everything said into a bag."""
     from tqdm import tqdm
 
     with Replayer(namespace, frames[0].topic, frames[0].msgtype, dense=dense) as replayer:
-        replayer.wait_ready(frames[0], timeout=ready_timeout)
+        also = recording.attach(replayer, namespace) if recording is not None else None
+        replayer.wait_ready(frames[0], timeout=ready_timeout, also=also)
         with tqdm(total=len(frames), desc=desc, unit="frame", leave=leave) as bar:
             replayer.replay(frames, rate, progress=bar)
         return replayer.log
