@@ -123,6 +123,7 @@ class PipelineRecording:
         self.recorder, self.manifest, self.wait_annotated = recorder, manifest, wait_annotated
         self.truth = truth or {}  # the frames' labels (ground_truth), written beside them
         self.heard: set[str] = set()  # topics that answered a warm-up frame
+        self.received: dict[str, int] = {}  # topic -> messages of replayed frames
 
     def frame_sent(self, frame: Any, unix_ns: int) -> None:
         """A camera frame the replayer published, with its labels, at the time it went out."""
@@ -161,6 +162,7 @@ class PipelineRecording:
                 stamp = header_stamp_ns(raw)
                 if stamp is not None and replayer.ours(stamp):
                     self.recorder.write(topic, msgtype, raw, time.time_ns())
+                    self.received[topic] = self.received.get(topic, 0) + 1
                 elif stamp is not None and is_warmup(stamp):
                     self.heard.add(topic)
 
@@ -175,7 +177,13 @@ class PipelineRecording:
 
         replayer.node.create_subscription(BackboneInfo, info, on_info, qos.LATCHED, raw=True)
         annotated = f"{namespace.rstrip('/')}/{topics.ANNOTATED}"
+        self._expected = [t for t, _ in self.topics(namespace) if t != annotated or self.wait_annotated]
         return lambda: not self.wait_annotated or annotated in self.heard
+
+    def complete(self, answered: int) -> bool:
+        """Every recorded topic has a message for each of the `answered` frames (the
+        visualization node's drawings and per-task results may trail the combined result)."""
+        return all(self.received.get(t, 0) >= answered for t in self._expected)
 
 
 def ground_truth(bag: Path, stamps: set[int]) -> dict[int, list[tuple[str, str, bytes]]]:

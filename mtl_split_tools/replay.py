@@ -212,6 +212,8 @@ def replay(namespace: str, frames: list[Frame], rate: float | None, desc: str = 
         replayer.wait_ready(frames[0], timeout=ready_timeout, also=also)
         with tqdm(total=len(frames), desc=desc, unit="frame", leave=leave) as bar:
             replayer.replay(frames, rate, progress=bar)
+        if recording is not None:  # what trails the results (drawings) goes into the bag too
+            replayer.spin_until(lambda: recording.complete(len(replayer.log.results)), RESULT_TIMEOUT_S)
         return replayer.log
 
 

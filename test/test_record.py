@@ -39,7 +39,7 @@ def test_the_recording_holds_every_topic_of_every_frame(recorded):
     counts = {"/camera/image_raw": FRAMES, "/mtl_split/ground_truth": FRAMES, "/mtl_split/features": FRAMES,
               "/mtl_split/results": FRAMES, "/mtl_split/results/shape": FRAMES, "/mtl_split/results/scale": FRAMES,
               "/mtl_split/annotated": FRAMES, "/mtl_split/backbone_info": 1}
-    assert report["recording"]["messages"] == counts
+    assert report["recording"]["messages"] == counts, report["node_counters"]
     with Reader(rec) as reader:
         assert {c.topic: c.msgcount for c in reader.connections} == counts
         assert all(c.msgdef.format.name == "MSG" and c.msgdef.data for c in reader.connections)
