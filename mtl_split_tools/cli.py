@@ -16,7 +16,7 @@ from mtl_split_core.notices import show_on_stderr
 
 # Subcommand modules, in --help order.
 COMMAND_MODULES = [
-    "mtl_split_training.commands",  # train, export, build-engine
+    "mtl_split_training.commands",  # train, save-backbone, export, compare, build-engine, list
     "mtl_split_tools.bag_command",  # make-bag
     "mtl_split_tools.launch_command",  # launch
     "mtl_split_tools.evaluate_command",  # evaluate

@@ -1,6 +1,6 @@
 """timm backbones cut into feature stages, so any stage boundary can be the split point.
 
-We build the full timm model (pretrained=False) and cut it ourselves rather than use
+We build the full timm model and cut it ourselves rather than use
 `features_only=True`: a features_only wrapper runs every stage in one forward and cannot be
 sliced into an edge part and a server part, and a full model also loads ordinary timm
 checkpoints. The stage ends are timm's own `feature_info` modules (the ones features_only
@@ -9,6 +9,12 @@ would return), so `stages[:k]` is exactly what `features_only, out_indices=(k-1,
 
 EfficientNet gets one more stage, `conv_head` (1x1 conv to 1280 + BN + act): the paper splits
 EfficientNet-B0 after it (1280x7x7 at 224 px), timm's last feature stage stops before it.
+
+Initial weights (Init): random; timm's ImageNet weights through timm's own hub mechanism
+(`model.pretrained: true`, needs internet or timm's cache); a local timm checkpoint through
+the same mechanism (`model.pretrained_file`, timm's pretrained_cfg_overlay file, e.g. one
+written by `mtl-split save-backbone` from a run on other data); or any state dict whose
+matching tensors are copied (`model.weights`).
 """
 from __future__ import annotations
 
@@ -48,28 +54,77 @@ def _atoms(model: nn.Module, ends: list[str]) -> list[tuple[str, nn.Module]]:
     return out[:last + 1]
 
 
+@dataclass(frozen=True)
+class Init:
+    """Where a backbone's first weights come from (ModelSpec: pretrained, pretrained_file, weights)."""
+
+    pretrained: bool = False  # timm's ImageNet weights, through timm's hub mechanism
+    pretrained_file: str | None = None  # a local timm checkpoint, through the same mechanism
+    weights: str | None = None  # a state dict, matching tensors copied (load_weights)
+
+    @property
+    def from_timm(self) -> bool:
+        return self.pretrained or self.pretrained_file is not None
+
+
 Stages = tuple[list[nn.Sequential], list[StageInfo]]
-# name -> builder(local weights file or None) -> stages. The registered ones are tested; any
-# other timm CNN with feature_info is built by its timm name too.
-BACKBONES: Registry[Callable[[str | Path | None], Stages]] = Registry("backbone", "model.backbone")
+# name -> builder(Init) -> stages. The registered ones are tested; any other timm CNN with
+# feature_info is built by its timm name too.
+BACKBONES: Registry[Callable[[Init], Stages]] = Registry("backbone", "model.backbone")
 
 
-def build_stages(name: str, weights: str | Path | None = None) -> Stages:
-    """Backbone `name` as consecutive stages (random init or `weights`)."""
-    return BACKBONES.get(name)(weights) if name in BACKBONES else timm_stages(name, weights)
+def build_stages(name: str, init: Init = Init()) -> Stages:
+    """Backbone `name` as consecutive stages, initialised as `init` says."""
+    return BACKBONES.get(name)(init) if name in BACKBONES else timm_stages(name, init)
 
 
-def timm_stages(name: str, weights: str | Path | None = None) -> Stages:
-    """The feature extractor of timm model `name` as consecutive stages."""
+def create_timm(name: str, init: Init = Init()) -> nn.Module:
+    """The full timm model `name`. With timm weights (ImageNet or a local file) it has no
+    classifier (num_classes=0: timm then drops the checkpoint's, which we never use)."""
     import timm
+
+    if not init.from_timm:
+        try:
+            return timm.create_model(name, pretrained=False)
+        except RuntimeError as e:  # timm: "Unknown model"
+            raise TrainingError(f"unknown backbone {name!r} ({e}); registered: {', '.join(BACKBONES)}") from e
+    overlay = {}
+    if init.pretrained_file is not None:
+        path = Path(init.pretrained_file).expanduser()
+        if not path.is_file():
+            raise TrainingError(f"model.pretrained_file {path} does not exist")
+        overlay = {"file": str(path)}
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
+    except Exception as e:  # noqa: BLE001 - hub, network and file errors of every kind: one line
+        where = (f"the file {init.pretrained_file}" if overlay else
+                 "timm's ImageNet weights (from the Hugging Face hub; no internet here?)")
+        raise TrainingError(f"model.pretrained: cannot load {where} into {name} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:300]}); offline, give a local timm checkpoint as "
+                            "model.pretrained_file (e.g. from `mtl-split save-backbone`)") from e
+    if overlay:
+        _check_file_matches(model, Path(overlay["file"]), name)
+    return model
+
+
+def _check_file_matches(model: nn.Module, path: Path, name: str) -> None:
+    """timm loads a file non-strictly once the classifier is dropped: refuse one that filled
+    fewer than half of the backbone's tensors (another architecture's checkpoint)."""
+    own = model.state_dict()
+    state = read_state(path)
+    matched = sum(1 for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape))
+    if matched * 2 < len(own):
+        raise TrainingError(f"model.pretrained_file {path}: only {matched} of {name}'s {len(own)} tensors are in "
+                            "it: a checkpoint of another backbone?")
+
+
+def timm_stages(name: str, init: Init = Init()) -> Stages:
+    """The feature extractor of timm model `name` as consecutive stages."""
     from timm.models.efficientnet import EfficientNet
 
-    try:
-        model = timm.create_model(name, pretrained=False)
-    except RuntimeError as e:  # timm: "Unknown model"
-        raise TrainingError(f"unknown backbone {name!r} ({e}); registered: {', '.join(BACKBONES)}") from e
-    if weights is not None:
-        load_weights(model, Path(weights))
+    model = create_timm(name, init)
+    if init.weights is not None:
+        load_weights(model, Path(init.weights))
     infos = [StageInfo(f["module"], int(f["num_chs"]), int(f["reduction"])) for f in model.feature_info]
     ends = [i.name for i in infos]
     stages: list[nn.Sequential] = []
@@ -96,8 +151,8 @@ for _name, _summary in (
     BACKBONES.add(_name, partial(timm_stages, _name), _summary)
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a local timm state dict (safetensors, or a torch file via weights_only=True)."""
+def read_state(path: Path) -> dict:
+    """A state dict from safetensors, or from a torch file via weights_only=True (never pickle)."""
     import torch
 
     if not path.is_file():
@@ -114,11 +169,40 @@ def load_weights(model: nn.Module, path: Path) -> None:
         state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise TrainingError(f"{path}: expected a state dict (name -> tensor)")
+    return state
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Copy the tensors of a local state dict whose names and shapes match the model's."""
+    state = read_state(path)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise TrainingError(f"{path}: no tensor matches the backbone's parameter names/shapes")
     model.load_state_dict(usable, strict=False)
+
+
+def timm_checkpoint(name: str, stages: nn.ModuleList) -> dict:
+    """Trained stages as a checkpoint of the timm model `name` (its own tensor names, no
+    classifier): what model.pretrained_file loads through timm, e.g. to start a model for
+    your data from one trained on other data."""
+    from timm.models.efficientnet import EfficientNet
+
+    model = create_timm(name)
+    ends = [f["module"] for f in model.feature_info]
+    names = {atom.replace(".", "_"): atom for atom, _ in _atoms(model, ends)}
+    if isinstance(model, EfficientNet):
+        names |= {"conv_head": "conv_head", "bn2": "bn2"}
+    state = {f"{names[child]}.{key}": value for stage in stages for child, module in stage.named_children()
+             for key, value in module.state_dict().items()}
+    own = model.state_dict()
+    wrong = [k for k in state if k not in own or own[k].shape != state[k].shape]
+    if wrong:
+        raise TrainingError(f"these stages are not {name}'s: {', '.join(wrong[:5])}")
+    model.load_state_dict(state, strict=False)
+    classifier = model.default_cfg.get("classifier")
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()
+            if not (classifier and k.startswith(classifier + "."))}
 
 
 def resolve_split(infos: list[StageInfo], split: int | str) -> int:

@@ -22,6 +22,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_backbone(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .backbones import timm_checkpoint
+    from .models import load_model
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise TrainingError(f"--out {out}: write a .safetensors file (never a pickle)")
+    model, _, _ = load_model(Path(args.run))
+    state = timm_checkpoint(model.spec.backbone, model.stages)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out))
+    print(f"{model.spec.backbone} backbone of {args.run} ({len(state)} tensors) written to {out}; start a run from it "
+          f"with --set model.backbone={model.spec.backbone} --set model.pretrained_file={out}")
+    return 0
+
+
 def _build_engine(args: argparse.Namespace) -> int:
     from .engine import build_engines
 
@@ -75,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   description="Train an MTL or STL run (see docs/training.md).")
     add_train_arguments(train)
     train.set_defaults(func=run_train)
+
+    save = subparsers.add_parser("save-backbone", help="a run's trained backbone as a timm checkpoint "
+                                                      "(model.pretrained_file of another run)")
+    save.add_argument("run", help="run directory (MTL) or model directory (an STL member) of `mtl-split train`")
+    save.add_argument("--out", required=True, help="the .safetensors file to write")
+    save.set_defaults(func=_save_backbone)
 
     export = subparsers.add_parser("export", help="export a run to model bundle(s) (ONNX + manifest)")
     export.add_argument("run", help="run directory made by `mtl-split train`")

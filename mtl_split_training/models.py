@@ -18,7 +18,7 @@ from torch import nn
 
 from mtl_split_core.bundle import InputSpec, TaskSpec
 
-from .backbones import StageInfo, build_stages, resolve_split
+from .backbones import Init, StageInfo, build_stages, resolve_split
 from .bottleneck import BottleneckDecoder, BottleneckEncoder
 from .entropy_model import RESIDUAL_LEVELS, FactorizedPrior
 from .errors import TrainingError
@@ -36,7 +36,9 @@ class ModelSpec:
     bottleneck: int | None = None  # channels of the learned int8 bottleneck, None = raw features
     entropy: bool = False  # learn a factorized prior over the bottleneck's symbols (codec "entropy")
     input_size: int = 64
-    weights: str | None = None  # local pretrained timm weights for the backbone; None = random init
+    pretrained: bool = False  # start from timm's ImageNet weights (timm's hub: needs internet or its cache)
+    pretrained_file: str | None = None  # start from a local timm checkpoint, loaded by timm the same way
+    weights: str | None = None  # copy the matching tensors of any local state dict; None = random init
     decoder_channels: int = 48  # width of each dense task's pyramid decoder
 
     def __post_init__(self) -> None:
@@ -64,7 +66,8 @@ class SplitModel(nn.Module):
         if not tasks:
             raise TrainingError("a model needs at least one task")
         self.spec, self.tasks = spec, tuple(tasks)
-        stages, infos = build_stages(spec.backbone, spec.weights if load_pretrained else None)
+        init = Init(bool(spec.pretrained), spec.pretrained_file, spec.weights) if load_pretrained else Init()
+        stages, infos = build_stages(spec.backbone, init)
         self.split_index = resolve_split(infos, spec.split)
         self.stage_infos: list[StageInfo] = infos
         # Stages are registered once, whatever the split, so weights load across split points.
