@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -145,6 +146,7 @@ def run_row(bundle: Path, transport: Transport, size: str, rate: float, fmt: str
                    "server": {"features_topics": [f"{NAMESPACE}/mtl_split/features"], "discover": False}}))
     nodes = [replace(n, environment=n.environment + tuple(transport.env.items())) for n in nodes]
     out = log_dir / "camera.json"
+    load = [round(os.getloadavg()[0], 2)]
     with NodeProcesses(nodes, log_dir=log_dir) as procs, \
             Replayer(NAMESPACE, topic, msgtype, watch_features=False) as watch:
         watch.wait_ready(warm, timeout=90)
@@ -171,8 +173,9 @@ def run_row(bundle: Path, transport: Transport, size: str, rate: float, fmt: str
             raise RuntimeError(f"node process(es) exited: {dead}; see the logs in {log_dir}")
         after = {k: _counters(watch.log.node_counters, n.spec.name) for k, n in zip(("edge", "server"), nodes)}
         peak = _peak_rss_mb(pids["edge"].pid)
+    load.append(round(os.getloadavg()[0], 2))
     sent = json.loads(out.read_text())
-    return _row_stats(transport, size, rate, fmt, sent, answered, before, after, cpu, peak)
+    return _row_stats(transport, size, rate, fmt, sent, answered, before, after, cpu, peak) | {"load_1min": load}
 
 
 def _listen_results(watch: Any) -> dict[int, float]:
@@ -268,7 +271,8 @@ def preprocess_costs(spec_size: int, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run(bundle: Path, sections: tuple[str, ...], seconds: float, work: Path, runs: int) -> dict[str, Any]:
+def run(bundle: Path, sections: tuple[str, ...], seconds: float, work: Path, runs: int,
+        sizes: tuple[str, ...] = (), formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
     from mtl_split_core.bundle import load_manifest
 
     result: dict[str, Any] = {"benchmark": "camera", "bundle": str(bundle), "seconds": seconds,
@@ -276,9 +280,11 @@ def run(bundle: Path, sections: tuple[str, ...], seconds: float, work: Path, run
                               "latency": "camera publish (stamp) -> MultiTaskResult received, one host clock"}
     jobs = []
     if "pipeline" in sections:
-        jobs += [("pipeline", shipped(), size, rate, fmt) for size, rate in STREAMS for fmt in FORMATS]
+        jobs += [("pipeline", shipped(), size, rate, fmt) for size, rate in STREAMS for fmt in formats
+                 if not sizes or size in sizes]
     if "transport" in sections:
-        jobs += [("transport", t, size, rate, "raw") for t in transports(work / "dds") for size, rate in TRANSPORT_STREAMS]
+        jobs += [("transport", t, size, rate, "raw") for t in transports(work / "dds") for size, rate in TRANSPORT_STREAMS
+                 if not sizes or size in sizes]
     for section, transport, size, rate, fmt in progress(jobs, desc="bench camera", unit="row"):
         log_dir = work / "logs" / "camera" / f"{section}_{len(result.get(section, []))}"
         result.setdefault(section, []).append(run_row(bundle, transport, size, rate, fmt, seconds, log_dir))
@@ -343,6 +349,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {', '.join(SECTIONS)}")
     p.add_argument("--seconds", type=float, help="camera stream per row (default 10; --full 30)")
     p.add_argument("--runs", type=int, default=20, help="preprocess: timed runs per figure")
+    p.add_argument("--sizes", default="", help="only these camera sizes, e.g. 1920x1080,4000x3000 (default: all of "
+                   + ", ".join(size for size, _ in STREAMS) + ")")
+    p.add_argument("--formats", default=",".join(FORMATS), help=f"pipeline rows of these formats: any of {', '.join(FORMATS)}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -353,8 +362,14 @@ def main(args: argparse.Namespace) -> int:
     sections = tuple(s for s in args.sections.split(",") if s)
     if set(sections) - set(SECTIONS):
         raise MtlSplitError(f"--sections {args.sections!r}: use any of {', '.join(SECTIONS)}")
+    sizes = tuple(s for s in args.sizes.split(",") if s)
+    formats = tuple(f for f in args.formats.split(",") if f)
+    known = {size for size, _ in STREAMS}
+    if set(sizes) - known or not formats or set(formats) - set(FORMATS):
+        raise MtlSplitError(f"--sizes {args.sizes!r} --formats {args.formats!r}: sizes are any of {', '.join(sorted(known))}, "
+                            f"formats any of {', '.join(FORMATS)}")
     bundle = args.bundle or default_bundle(args.work)
-    result = run(bundle, sections, args.seconds or (30.0 if args.full else 10.0), args.work, args.runs)
+    result = run(bundle, sections, args.seconds or (30.0 if args.full else 10.0), args.work, args.runs, sizes, formats)
     columns = [("transport", "transport"), ("size", "size"), ("format", "fmt"), ("camera_hz", "Hz"),
                ("sent", "sent"), ("results", "results"), ("counted_drops", "counted"), ("unaccounted", "uncounted"),
                ("results_per_s", "results/s"), ("p50", "p50 ms"), ("p99", "p99 ms"), ("edge_cpu", "edge ms CPU"),
