@@ -52,23 +52,29 @@ def test_live_replay_equals_offline(tmp_path, tiny_bundle, bag, compressed):
     assert live["fps"] > 5
 
 
-@pytest.mark.parametrize("compressed", [False, True])
-def test_an_hd_non_square_bag_is_made_and_evaluated_live_as_offline(tmp_path, tiny_bundle, compressed):
-    """make-bag --size 1920x1080 and evaluate: 6 MB frames through DDS (the shipped profiles),
-    reduced JPEG decoding at the edge and offline alike."""
+@pytest.mark.parametrize("size, compressed", [("1920x1080", False), ("1280x720", True)])
+def test_an_hd_non_square_bag_is_made_and_evaluated_live_as_offline(tmp_path, tiny_bundle, size, compressed):
+    """make-bag --size WxH and evaluate: 6 MB frames through DDS (the shipped profiles),
+    reduced JPEG decoding at the edge and offline alike, labels scored on both."""
     from mtl_split_tools.bag_reading import read_frames
+    from mtl_split_tools.bags import parse_size
     from mtl_split_tools.cli import main
 
     bag = tmp_path / "hd"
-    assert main(["make-bag", "--frames", "6", "--size", "1920x1080", "--tasks", ",".join(TASKS),
+    assert main(["make-bag", "--frames", "6", "--size", size, "--tasks", ",".join(TASKS),
                  "--out", str(bag), *(["--compressed"] if compressed else [])]) == 0
     frames = read_frames(bag).frames
     assert len(frames) == 6 and frames[0].msgtype.endswith("CompressedImage" if compressed else "/Image")
     live = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "live", rate=None))
     offline = evaluate(EvalOptions(bundle=tiny_bundle, bag=bag, out=tmp_path / "offline", offline=True))
+    width, height = parse_size(size)
+    assert live["image_size"] == offline["image_size"] == [width, height]
     assert live["frames"] == {"sent": 6, "received": 6, "dropped": 0, "foreign": 0}
     assert live["predictions"] == offline["predictions"]
-    assert live["bytes_per_frame"]["raw_image"] == 1920 * 1080 * 3
+    for task in TASKS:  # the bag's ground truth survived the widening and is scored
+        assert sum(map(sum, live["tasks"][task]["confusion"])) == 6
+        assert live["tasks"][task]["confusion"] == offline["tasks"][task]["confusion"]
+    assert live["bytes_per_frame"]["raw_image"] == width * height * 3
 
 
 def test_runner_serves_and_stops_cleanly_on_ctrl_c(tmp_path, tiny_bundle, bag):
