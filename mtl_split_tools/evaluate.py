@@ -78,14 +78,20 @@ def image_baseline(frames: list[Frame]) -> dict[str, int]:
 def _sent_instead(rgb: list[np.ndarray]) -> dict[str, int]:
     """What ROS users send instead of features, as whole serialized messages: JPEG-90 per
     frame, and the frames in bag order as an H.264 CRF 23 stream (ffmpeg_image_transport's
-    way; left out without PyAV or for a size libx264 refuses)."""
+    way, odd sides cropped by a pixel as yuv420p needs even ones; left out without PyAV or
+    for a size libx264 refuses)."""
     from mtl_split_bench.image_codecs import jpeg, video
     from mtl_split_bench.message_sizes import image_message_bytes
 
     out = {"jpeg90_message": int(np.median([image_message_bytes(jpeg(im, 90), "jpeg") for im in rgb]))}
     try:
-        packets = video(rgb, "libx264", 23)[0]
-    except (ImportError, ValueError, OSError, RuntimeError):
+        import av
+    except ImportError:
+        return out
+    even = [im[:im.shape[0] // 2 * 2, :im.shape[1] // 2 * 2] for im in rgb]
+    try:
+        packets = video(even, "libx264", 23)[0]
+    except (av.FFmpegError, ValueError, OSError, RuntimeError):
         return out
     return out | {"h264_crf23_message": int(np.mean([image_message_bytes(p, "h264") for p in packets]))}
 
