@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "dense": ("mtl_split_bench.dense", "dense split: bytes/frame vs mIoU, AbsRel, mAP for split points and widths, vs JPEG-90"),
     "camera": ("mtl_split_bench.camera", "camera driver in another process, 640x480 to 12 MP, raw and JPEG: results/s, "
                                          "latency, every drop counted, CPU, edge RSS; DDS transports compared"),
+    "fleet": ("mtl_split_bench.fleet", "N robots at 30 Hz against 1 and 2 server shards: delivered/offered, latency, CPU"),
     "soak": ("mtl_split_bench.soak", "live pipeline for --minutes at --rate Hz: RSS growth, every frame accounted for"),
 }
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .bounded import BoundedTable
+
 T = TypeVar("T")
 Clock = Callable[[], float]  # seconds, monotonic
 
@@ -83,8 +85,8 @@ class BatchScheduler(Generic[T]):
         self._expected = frozenset(expected) if expected is not None else None
         # source -> its waiting frames, oldest first; ordered least recently served first.
         self._queues: OrderedDict[Hashable, deque[_Waiting[T]]] = OrderedDict()
-        # stream -> (last heard, its source); ordered least recently heard first.
-        self._heard: OrderedDict[Hashable, tuple[float, Hashable]] = OrderedDict()
+        # stream -> its source, touched when heard; at most max_streams, none beyond the window.
+        self._heard: BoundedTable[Hashable, Hashable] = BoundedTable(policy.max_streams, policy.active_window_s)
 
     def __len__(self) -> int:
         """Frames waiting."""
@@ -93,7 +95,7 @@ class BatchScheduler(Generic[T]):
     @property
     def active_streams(self) -> int:
         """Streams heard within the active window (at most max_streams)."""
-        self._prune(self.clock())
+        self._heard.expire(self.clock())
         return len(self._heard)
 
     @property
@@ -131,7 +133,7 @@ class BatchScheduler(Generic[T]):
         streams = {w.stream for w in batch}
         if self._expected is not None:
             return self._expected <= streams
-        self._prune(now)
+        self._heard.expire(now)
         return sum(1 for s in streams if s in self._heard) >= len(self._heard)
 
     def take(self) -> list[T]:
@@ -160,8 +162,7 @@ class BatchScheduler(Generic[T]):
         """Release a departed source: its waiting frames (returned, they never run) and its
         streams, which are no longer waited for."""
         queue = self._queues.pop(source, deque())
-        for stream in [s for s, (_, src) in self._heard.items() if src == source]:
-            del self._heard[stream]
+        self._heard.forget(lambda stream, src: src == source)
         return [w.item for w in queue]
 
     def clear(self) -> list[T]:
@@ -174,16 +175,7 @@ class BatchScheduler(Generic[T]):
     # --- internals ---------------------------------------------------------------------
 
     def _hear(self, stream: Hashable, source: Hashable, now: float) -> None:
-        self._heard[stream] = (now, source)
-        self._heard.move_to_end(stream)
-        self._prune(now)
-
-    def _prune(self, now: float) -> None:
-        """Forget streams not heard within the active window, then the least recently heard beyond max_streams."""
-        window = self.policy.active_window_s
-        while self._heard and (len(self._heard) > self.policy.max_streams
-                               or now - next(iter(self._heard.values()))[0] >= window):
-            self._heard.popitem(last=False)
+        self._heard.put(stream, source, now)
 
     def _select(self) -> tuple[list[_Waiting[T]], bool]:
         """The batch that would run now, and whether some stream has a second frame waiting.

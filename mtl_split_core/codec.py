@@ -24,7 +24,9 @@ decompressed or converted copy plus the NaN check's mask; test_fuzz_messages mea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,6 +289,24 @@ def dequantize(tensor: np.ndarray, enc: EncodedFeatures) -> np.ndarray:
     return out
 
 
+def dequantize_many(tensors: Sequence[np.ndarray], encs: Sequence[EncodedFeatures]) -> tuple[np.ndarray, np.ndarray]:
+    """Tensors of one shape (each of its payload's dtype, as symbols() gives them) -> float32
+    (N, *shape) in one pass over the batch, and which of them are finite (a NaN/inf payload
+    or an overflowing scale: the caller refuses those)."""
+    n, shape = len(tensors), tuple(tensors[0].shape)
+    out = np.empty((n, *shape), np.float32)
+    scale, zero_point = np.ones((n, shape[0]), np.float32), np.zeros((n, shape[0]), np.float32)
+    for i, (tensor, enc) in enumerate(zip(tensors, encs)):
+        out[i] = tensor
+        if enc.dtype in QUANTIZED:
+            scale[i], zero_point[i] = enc.scale, enc.zero_point
+    per_channel = (n, shape[0]) + (1,) * (len(shape) - 1)
+    out -= zero_point.reshape(per_channel)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out *= scale.reshape(per_channel)
+    return out, np.isfinite(out.reshape(n, -1)).all(axis=1)
+
+
 def decode(enc: EncodedFeatures, max_bytes: int = DEFAULT_MAX_BYTES, coder: EntropyCoder | None = None) -> np.ndarray:
     """Key-frame payload -> float32 tensor of enc.shape. Raises CodecError on any inconsistency."""
     return dequantize(symbols(enc, max_bytes, coder), enc)
@@ -294,8 +314,10 @@ def decode(enc: EncodedFeatures, max_bytes: int = DEFAULT_MAX_BYTES, coder: Entr
 
 # --- SharedFeatures message <-> EncodedFeatures -------------------------------------------
 
+@functools.lru_cache(maxsize=64)
 def _constants(msg_type: type, prefix: str) -> dict[str, int]:
-    """{'float32': DTYPE_FLOAT32, ...} read from the generated message class."""
+    """{'float32': DTYPE_FLOAT32, ...} read from the generated message class (once per class:
+    the server reads every frame's enumerations through it)."""
     return {name[len(prefix):].lower(): getattr(msg_type, name)
             for name in dir(msg_type) if name.startswith(prefix)}
 
@@ -363,8 +385,13 @@ def check_version(msg: Any) -> None:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _names(msg_type: type, prefix: str) -> dict[int, str]:
+    return {v: k for k, v in _constants(msg_type, prefix).items()}
+
+
 def _enum(msg: Any, prefix: str, value: int, what: str) -> str:
-    names = {v: k for k, v in _constants(type(msg), prefix).items()}
+    names = _names(type(msg), prefix)
     if value not in names:
         raise CodecError(f"unknown {what} code {value} (known: {sorted(names)})")
     return names[value]

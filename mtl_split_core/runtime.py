@@ -20,7 +20,7 @@ from . import codec, entropy, temporal
 from .backends import Backend, open_backend
 from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, InputSpec, Manifest, load_manifest
 from .dense import DensePrediction, postprocess, to_source
-from .errors import BundleError, CodecError
+from .errors import BundleError, CodecError, MtlSplitError
 from .options import DEFAULT_MAX_BYTES
 from .preprocess import geometry, preprocess
 
@@ -176,6 +176,13 @@ class ServerModel:
         """Payload -> float32 features of this bundle's shape (CodecError otherwise). Entropy-
         coded frames of one `stream` (camera) decode in order; a delta frame without its
         reference raises temporal.ResyncPending."""
+        enc = self._for_this_bundle(enc)
+        if enc.codec != "entropy":
+            return codec.decode(enc, self.max_bytes)
+        return codec.dequantize(self._entropy_symbols(enc, stream), enc)
+
+    def _for_this_bundle(self, enc: codec.EncodedFeatures) -> codec.EncodedFeatures:
+        """enc checked against this bundle's feature shape, with the bundle's quantization filled in."""
         spec = self.manifest.features
         if tuple(enc.shape) != tuple(spec.shape):
             raise CodecError(f"features of shape {list(enc.shape)}, this bundle's heads take "
@@ -185,12 +192,39 @@ class ServerModel:
                 raise CodecError("features quantized on the bundle's grid, but this bundle has no fixed quantization")
             enc = dataclasses.replace(enc, scale=np.array([spec.scale], np.float32),
                                       zero_point=np.array([spec.zero_point or 0], np.int32))
-        if enc.codec != "entropy":
-            return codec.decode(enc, self.max_bytes)
+        return enc
+
+    def _entropy_symbols(self, enc: codec.EncodedFeatures, stream: Hashable) -> np.ndarray:
         if self.temporal is None:
             raise CodecError("entropy-coded features, but this bundle has no entropy tables; edge and server run "
                              "different bundles")
-        return codec.dequantize(self.temporal.symbols(stream, enc, self.max_bytes), enc)
+        return self.temporal.symbols(stream, enc, self.max_bytes)
+
+    def decode_batch(self, msgs: Sequence[Any], streams: Sequence[Hashable]) -> tuple[np.ndarray, list[Exception | None]]:
+        """Received SharedFeatures -> the features of those that decode, stacked in order, and
+        per message its error (BundleError: another model; CodecError, ResyncPending: a bad
+        or unreferenced payload; None: decoded). Each message is checked alone; all of them
+        are dequantized together in one pass (the per-frame Python is the server's cost)."""
+        errors: list[Exception | None] = [None] * len(msgs)
+        symbols, encs, kept = [], [], []
+        for i, (msg, stream) in enumerate(zip(msgs, streams)):
+            try:
+                self.check_model(msg)
+                enc = self._for_this_bundle(codec.from_message(msg))
+                q = self._entropy_symbols(enc, stream) if enc.codec == "entropy" else codec.symbols(enc, self.max_bytes)
+            except MtlSplitError as e:
+                errors[i] = e
+                continue
+            symbols.append(q)
+            encs.append(enc)
+            kept.append(i)
+        if not kept:
+            return np.zeros((0, *self.manifest.features.shape), np.float32), errors
+        features, finite = codec.dequantize_many(symbols, encs)
+        for i, ok in zip(kept, finite):
+            if not ok:
+                errors[i] = CodecError("decoded features contain NaN or inf; corrupt payload or quantization scale")
+        return features[finite], errors
 
     def check_model(self, msg: Any) -> None:
         """Schema version, then model fingerprint, of a received SharedFeatures: before any decoding."""
@@ -211,24 +245,44 @@ class ServerModel:
         """(N, *feature shape) -> per frame {task: Prediction or DenseResult} for `tasks`
         (default: all). Dense results are in the model input's pixels (DenseResult.in_source
         maps them onto the camera frame)."""
+        outputs = self.run_heads(features, tasks)
+        return self.results(outputs, range(len(features)))
+
+    def run_heads(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """(N, *feature shape) -> every asked task's raw head output (N, ...), in task order."""
         specs = [self.manifest.task(t) for t in tasks] if tasks is not None else list(self.manifest.tasks)
         if not specs or not len(features):
-            return [{} for _ in range(len(features))]
+            return {}
         names = [t.output for t in specs]
         outputs = [np.concatenate(parts) for parts in zip(*(
             self.backend.run({FEATURES_NAME: features[s]}, names) for s in _chunks(len(features), self.max_batch)))]
+        return {spec.name: raw for spec, raw in zip(specs, outputs)}
+
+    def results(self, outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[dict[str, Result]]:
+        """Frames `rows` of run_heads' outputs as {task: Prediction or DenseResult} each
+        (classification tasks in one softmax over the rows)."""
         size = (self.manifest.input.width, self.manifest.input.height)
-        out: list[dict[str, Result]] = [{} for _ in range(len(features))]
-        for spec, raw in zip(specs, outputs):
+        rows = list(rows)
+        out: list[dict[str, Result]] = [{} for _ in rows]
+        for name, raw in outputs.items():
+            spec = self.manifest.task(name)
             if spec.dense:
-                for i in range(len(features)):
-                    out[i][spec.name] = DenseResult(spec.name, spec.kind, postprocess(spec.kind, raw[i], size))
+                for frame, i in zip(out, rows):
+                    frame[name] = DenseResult(name, spec.kind, postprocess(spec.kind, raw[i], size))
                 continue
-            probs = softmax(np.asarray(raw, np.float32))
-            for i, p in enumerate(probs):
-                k = int(np.argmax(p))
-                out[i][spec.name] = Prediction(spec.name, k, spec.classes[k], float(p[k]), p)
+            probs = softmax(np.asarray(raw[rows], np.float32))
+            for frame, p, k in zip(out, probs, probs.argmax(axis=1).tolist()):
+                frame[name] = Prediction(name, k, spec.classes[k], float(p[k]), p)
         return out
+
+
+def finite_frames(outputs: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Which of n frames have finite head outputs for every task (inf logits make NaN scores:
+    a frame with any is refused, never published)."""
+    ok = np.ones(n, bool)
+    for raw in outputs.values():
+        ok &= np.isfinite(raw.reshape(n, -1)).all(axis=1)
+    return ok
 
 
 def run_offline(edge: EdgeModel, server: ServerModel, frames: Sequence[np.ndarray],

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import codec
+from .bounded import BoundedTable
 from .entropy import EntropyCoder
 from .errors import CodecError
 from .options import DEFAULT_MAX_BYTES
@@ -47,50 +47,18 @@ class _Stream:
     reference: np.ndarray  # the symbols of the stream's last frame, as both sides hold them
     sequence: int
     since_key: int
-    seen: float  # monotonic time of the last frame
 
 
-class StreamTable:
-    """stream key -> state, bounded in count (LRU) and age."""
+class StreamTable(BoundedTable[Hashable, _Stream]):
+    """stream key -> state, bounded in count (least recently used first) and age."""
 
     def __init__(self, max_streams: int = DEFAULT_MAX_STREAMS, max_age_s: float = DEFAULT_MAX_AGE_S) -> None:
-        if max_streams < 1 or max_age_s <= 0:
-            raise ValueError(f"max_streams must be >= 1 and max_age_s > 0, got {max_streams} and {max_age_s}")
-        self.max_streams, self.max_age_s = max_streams, max_age_s
-        self._streams: OrderedDict[Hashable, _Stream] = OrderedDict()
-        self.evicted = 0  # streams forgotten for size or age
-
-    def __len__(self) -> int:
-        return len(self._streams)
-
-    def get(self, key: Hashable, now: float) -> _Stream | None:
-        self._expire(now)
-        state = self._streams.get(key)
-        if state is not None:
-            self._streams.move_to_end(key)
-        return state
-
-    def put(self, key: Hashable, state: _Stream) -> None:
-        self._streams[key] = state
-        self._streams.move_to_end(key)
-        while len(self._streams) > self.max_streams:
-            self._streams.popitem(last=False)
-            self.evicted += 1
+        if max_age_s <= 0:
+            raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
+        super().__init__(max_streams, max_age_s)
 
     def drop(self, key: Hashable) -> None:
-        self._streams.pop(key, None)
-
-    def clear(self) -> None:
-        self._streams.clear()
-
-    def _expire(self, now: float) -> None:
-        # Oldest first (LRU order is also last-seen order): stop at the first fresh one.
-        while self._streams:
-            key, state = next(iter(self._streams.items()))
-            if now - state.seen <= self.max_age_s:
-                return
-            del self._streams[key]
-            self.evicted += 1
+        self.pop(key)
 
 
 def _residual(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -119,7 +87,7 @@ class TemporalEncoder:
             if len(delta) < len(data):
                 frame, data = "delta", delta
         since_key = state.since_key + 1 if frame == "delta" else 0
-        self.streams.put(stream, _Stream(q.copy(), sequence, since_key, now))
+        self.streams.put(stream, _Stream(q.copy(), sequence, since_key), now)
         return dataclasses.replace(template, codec="entropy", data=data, frame=frame, sequence=sequence)
 
 
@@ -137,7 +105,7 @@ class TemporalDecoder:
         if enc.frame == "key":
             self.streams.drop(stream)  # a bad keyframe must not leave the old chain usable
             q = codec.symbols(enc, max_bytes, self.intra)
-            self.streams.put(stream, _Stream(q, enc.sequence, 0, now))
+            self.streams.put(stream, _Stream(q, enc.sequence, 0), now)
             return q
         state = self.streams.get(stream, now)
         if state is None or enc.sequence != (state.sequence + 1) % codec.SEQUENCE_MOD:
@@ -153,5 +121,5 @@ class TemporalDecoder:
         if q.size and (q.min() < lo or q.max() > hi):
             raise CodecError(f"delta frame {enc.sequence} leaves the {enc.dtype} range; corrupt data")
         q = q.astype(state.reference.dtype)
-        self.streams.put(stream, _Stream(q, enc.sequence, state.since_key + 1, now))
+        self.streams.put(stream, _Stream(q, enc.sequence, state.since_key + 1), now)
         return q

@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import time
 import traceback
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from mtl_split_core.bounded import BoundedTable
 from mtl_split_core.topics import DIAGNOSTICS
 
 FRAMES_IN = "frames_in"
@@ -31,7 +32,7 @@ FRAMES_OUT = "frames_out"
 DROPPED = "dropped"
 ERRORS = "errors"
 WARNINGS = "warnings"
-MAX_LOG_KEYS = 4096  # (source, kind) pairs whose last log time is remembered
+MAX_LOG_KEYS = 4096  # (source, kind) pairs whose last log time is remembered (least recent forgotten)
 STATUS_PREFIX = "mtl_split: "
 
 
@@ -65,7 +66,7 @@ class Diagnostics:
         self._samples: dict[str, list[float]] = defaultdict(list)
         self._info: dict[str, str] = {}
         # (source, kind) -> (time of the last log line, occurrences not logged since)
-        self._logged: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+        self._logged: BoundedTable[tuple[str, str], tuple[float, int]] = BoundedTable(MAX_LOG_KEYS)
         self._last_publish = time.monotonic()
         self._name = status_name(node.get_fully_qualified_name())
         self._hardware_id = socket.gethostname()
@@ -109,21 +110,17 @@ class Diagnostics:
     def _due(self, source: str, kind: str, text: str) -> str | None:
         """The log line if one is due for (source, kind) now, else None (one more repeat)."""
         now = time.monotonic()
-        last, suppressed = self._logged.get((source, kind), (-float("inf"), 0))
+        last, suppressed = self._logged.get((source, kind), now, touch=False) or (-float("inf"), 0)
         if now - last < self._log_interval_s:
-            self._logged[(source, kind)] = (last, suppressed + 1)
+            self._logged.put((source, kind), (last, suppressed + 1), now)
             return None
-        self._logged[(source, kind)] = (now, 0)
-        self._logged.move_to_end((source, kind))
-        while len(self._logged) > MAX_LOG_KEYS:  # a flood of invented sources: forget the oldest
-            self._logged.popitem(last=False)
+        self._logged.put((source, kind), (now, 0), now)
         repeats = f" ({suppressed} more since the last report)" if suppressed else ""
         return f"[{kind}] {source}: {text}{repeats}"
 
     def forget(self, source: str) -> None:
         """A departed source's rate-limit entries (its counters stay in the node's totals)."""
-        for key in [k for k in self._logged if k[0] == source]:
-            del self._logged[key]
+        self._logged.forget(lambda key, value: key[0] == source)
 
     def set_period(self, period_s: float) -> None:
         self._timer.timer_period_ns = int(period_s * 1e9)

@@ -303,10 +303,16 @@ SERVER = NodeSpec(
               "How often the server looks at the ROS graph: discovery, and robots that left.",
               applies=LIVE, low=0.1, high=3600.0),
         Param("source_timeout_s", 30.0, "double",
-              "A robot whose features publisher left the graph, or that sent nothing for this long, "
-              "is released (its subscriptions, result publishers and per-camera state); it is "
-              "served again as soon as it publishes again (a silent one is looked at again every "
-              "source_timeout_s).", applies=LIVE, low=0.5, high=86_400.0),
+              "A discovered robot whose features publishers left the graph, or that sent nothing "
+              "this server could use for this long, is released (its subscriptions, result "
+              "publishers, per-camera state and log keys); it is served again when it reappears, "
+              "and a silent one is looked at again every source_timeout_s. A robot listed in "
+              "features_topics keeps its subscription; only its per-camera state is released.",
+              applies=LIVE, low=0.5, high=86_400.0),
+        Param("max_robots", 1024, "integer",
+              "Most robots (features topics) served at once: beyond it new ones are not taken on "
+              "(warned, rate-limited), so a flood of invented topics costs a bounded number of "
+              "subscriptions.", applies=ACTIVATE, low=1, high=100_000),
         Param("shard", DEFAULT_SHARD, "string",
               "index/count: serve only the robots whose namespace hashes to shard `index` of "
               "`count` (a stable hash: N servers with 0/N .. N-1/N split a fleet, each robot served "

@@ -12,6 +12,7 @@ from typing import Any
 
 # Longest single spin while waiting: how late a wait notices its deadline or a tick is due.
 SPIN_TICK_S = 0.005
+SERVICE_SETTLE_S = 0.5
 
 
 class DriverNode:
@@ -71,6 +72,9 @@ class DriverNode:
         client = self.node.create_client(srv_type, name)
         try:
             self.wait_for(client.service_is_ready, timeout, f"service {name}")
+            # Ready means the request path is matched; the response path is discovered on its
+            # own and, on a loaded machine, can lag: a response sent before it is matched is lost.
+            self.spin_for(SERVICE_SETTLE_S)
             future = client.call_async(request)
             self.wait_for(future.done, timeout, f"a response from {name}")
             return future.result()
