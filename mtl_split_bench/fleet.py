@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", default="1,2", help="server process counts to compare")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second per robot")
     p.add_argument("--seconds", type=float, default=10.0, help="measured window per run")
-    p.add_argument("--warmup-s", type=float, default=3.0)
+    p.add_argument("--warmup-s", type=float, default=3.0, help="publishing before the window, per run")
     p.add_argument("--repeat", type=int, default=1, help="runs per (fleet size, shards), alternating")
     p.add_argument("--dtype", default="int8", help="wire dtype of the robots' features (empty: the bundle's)")
     p.add_argument("--server-param", action="append", default=[], metavar="NAME=VALUE",

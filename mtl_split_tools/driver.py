@@ -12,7 +12,7 @@ from typing import Any
 
 # Longest single spin while waiting: how late a wait notices its deadline or a tick is due.
 SPIN_TICK_S = 0.005
-SERVICE_SETTLE_S = 0.5
+SERVICE_SETTLE_S = 1.0
 
 
 class DriverNode:
@@ -28,6 +28,7 @@ class DriverNode:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.describe_failure = describe_failure
+        self._clients: dict[tuple[type, str], Any] = {}
 
     def spin_once(self, timeout: float = 0.0) -> None:
         self.executor.spin_once(timeout_sec=timeout)
@@ -69,17 +70,19 @@ class DriverNode:
         return received
 
     def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
+        """Call a service and return its response. One client per service for the driver's
+        life: a service's response path is discovered separately from its request path (ready
+        means only the latter) and, on a loaded machine, lags; a response sent before it is
+        matched is lost. So a new client waits a moment after ready, and later calls reuse it."""
+        client = self._clients.get((srv_type, name))
+        if client is None:
+            client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
             self.wait_for(client.service_is_ready, timeout, f"service {name}")
-            # Ready means the request path is matched; the response path is discovered on its
-            # own and, on a loaded machine, can lag: a response sent before it is matched is lost.
             self.spin_for(SERVICE_SETTLE_S)
-            future = client.call_async(request)
-            self.wait_for(future.done, timeout, f"a response from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        self.wait_for(client.service_is_ready, timeout, f"service {name}")
+        future = client.call_async(request)
+        self.wait_for(future.done, timeout, f"a response from {name}")
+        return future.result()
 
     def close(self) -> None:
         import rclpy

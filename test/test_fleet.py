@@ -191,10 +191,12 @@ def test_departed_and_silent_robots_are_released(ros, watch, server, manifest):
         return float(np.median(times)) * 1e3
 
     a.served()
-    base = {"sources": watch.count(SERVER, "sources"), "rss": rss_mb(server), "cpu": cpu_cores(server, 1.5, ros),
-            "p50": p50_ms()}
+    base = {"p50": p50_ms(), "sources": watch.count(SERVER, "sources"), "rss": rss_mb(server),
+            "cpu": cpu_cores(server, 1.5, ros)}
+    churn = []
     for rnd in range(3):
         robots = [Robot(ros, watch, manifest, f"/fl_churn{rnd}_{i}") for i in range(10)]
+        churn += [r.ns for r in robots]
         for r in robots:
             r.served()
         ros.wait_for(lambda: watch.count(SERVER, "sources") >= base["sources"] + 10, 10, "ten more sources")
@@ -202,11 +204,15 @@ def test_departed_and_silent_robots_are_released(ros, watch, server, manifest):
             r.leave()
         ros.wait_for(lambda: watch.count(SERVER, "sources") <= base["sources"], 10,
                      "the departed robots to be released")
+    a.served()  # silent through the rounds, so released meanwhile (source_timeout_s 2): served again
+    after = {"p50": p50_ms()}
     ros.spin_for(1.0)
-    after = {"sources": watch.count(SERVER, "sources"), "rss": rss_mb(server), "cpu": cpu_cores(server, 1.5, ros),
-             "p50": p50_ms()}
+    after.update(sources=watch.count(SERVER, "sources"), rss=rss_mb(server), cpu=cpu_cores(server, 1.5, ros))
     print(f"\n3 rounds of 10 robots that came and went: {base} -> {after}")
-    assert after["sources"] == base["sources"] and len(log_lines(server, "its publishers left the graph")) >= 30
+    # Released with everything: no result publisher of a departed robot is left in the graph.
+    assert sum(ros.node.count_publishers(f"{ns}/mtl_split/results") for ns in churn) == 0
+    assert all(log_lines(server, f"released {ns}/mtl_split/features: its publishers left the graph") for ns in churn)
+    assert after["sources"] <= base["sources"] + 1  # robots of earlier tests come and go (looked at again)
     assert after["rss"] - base["rss"] < 15 and after["cpu"] < base["cpu"] + 0.05
     assert after["p50"] < 2 * base["p50"] + 10
     # A robot that stays in the graph but sends nothing is released too, and served again when it sends.
