@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import compressed_msg, frames, image_msg, key, png_claiming, stamp
-from test_reliability import Watch, log_lines
+from helpers import Watch, compressed_msg, frames, image_msg, key, log_lines, png_claiming, stamp
 
 pytestmark = pytest.mark.ros
 LOST = ("dropped", "unheard")
