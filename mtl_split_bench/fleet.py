@@ -5,10 +5,10 @@ N robots (one process publishing real SharedFeatures on N features topics at --r
 mtl_split_bench.fleet_robots) against 1 server process and against 2 (`shard` 0/2 and 1/2,
 started as `mtl-split launch server` does, discovering the robots). For each fleet size and
 shard count: results delivered per second against frames offered, latency p50/p99
-(publish -> result, one clock), and CPU (cores) and RSS of every server process, plus the
-publisher's own CPU. Runs alternate 1 and 2 shards at each fleet size and repeat (--repeat),
-so the 2-shard / 1-shard ratio is measured side by side under the same machine load; the
-load average is recorded with every run (the machine is shared).
+(publish -> result, one clock), CPU (cores, and ms per result) and RSS of every server
+process, plus the publisher's own CPU. Runs alternate 1 and 2 shards at each fleet size and
+repeat (--repeat), so the 2-shard / 1-shard ratio is measured side by side under the same
+machine load; the load average is recorded with every run (the machine is shared).
 
 Writes reports/bench/fleet.json and fleet.png.
 """
@@ -90,7 +90,11 @@ def run_once(bundle: Path, robots: int, shards: int, args: argparse.Namespace, l
     start = end - stats["window_s"]
     inside = [s for s in samples if start <= s[0] <= end] or samples[-2:]
     cores = [(inside[-1][1][i] - inside[0][1][i]) / max(inside[-1][0] - inside[0][0], 1e-9) for i in range(shards)]
+    # CPU per result: what the machine's load changes least (a busy machine lowers the cores a
+    # server gets, so results/s, but hardly what each result costs).
+    per_result = 1e3 * sum(cores) / stats["delivered_per_s"] if stats["delivered_per_s"] else None
     return {**stats, "shards": shards, "server_cpu_cores": [round(c, 3) for c in cores],
+            "server_cpu_ms_per_result": round(per_result, 3) if per_result else None,
             "server_rss_mb": [round(r, 1) for r in rss], "dropped_per_s": round(stats["offered_per_s"] -
                                                                                stats["delivered_per_s"], 2),
             "load_average_before": [round(v, 2) for v in load_before],
@@ -122,8 +126,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         axes[0].plot(x, [r["delivered_per_s"] for r in mine], "o-", color=color, label=f"{shards} server process(es)")
         axes[1].plot(x, [r["latency_ms"]["p50"] for r in mine], "o-", color=color, label=f"{shards}: p50")
         axes[1].plot(x, [r["latency_ms"]["p99"] for r in mine], "s--", color=color, label=f"{shards}: p99")
-        axes[2].plot(x, [sum(r["server_cpu_cores"]) / shards for r in mine], "o-", color=color,
-                     label=f"{shards}: CPU per server (cores)")
+        axes[2].plot(x, [r["server_cpu_ms_per_result"] for r in mine], "o-", color=color,
+                     label=f"{shards} server(s)")
     lim = max(r["offered_per_s"] for r in rows) * 1.05
     axes[0].plot([0, lim], [0, lim], color="grey", ls=":", lw=1, label="delivered = offered")
     axes[0].set_xlabel("offered frames/s (robots x rate)")
@@ -132,7 +136,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     axes[1].set_ylabel("latency ms")
     axes[1].set_yscale("log")
     axes[2].set_xlabel("offered frames/s")
-    axes[2].set_ylabel("cores")
+    axes[2].set_ylabel("server CPU ms per result")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -165,7 +169,8 @@ def main(args: argparse.Namespace) -> int:
               f"{row['server_cpu_cores']} cores, load {row['load_average_after'][0]}", flush=True)
     print_table(rows, [("robots", "robots"), ("shards", "servers"), ("offered_per_s", "offered/s"),
                        ("delivered_per_s", "delivered/s"), ("latency_ms", "latency ms"),
-                       ("server_cpu_cores", "server cores"), ("server_rss_mb", "server RSS MB"),
+                       ("server_cpu_cores", "server cores"), ("server_cpu_ms_per_result", "CPU ms/result"),
+                       ("server_rss_mb", "server RSS MB"),
                        ("publisher_cpu_cores", "publisher cores"), ("load_average_after", "load")])
     side_by_side = ratios(rows)
     if side_by_side:
