@@ -11,8 +11,11 @@ Two layers:
   only in msg/SharedFeatures.msg and this module never imports ROS.
 
 The message's `data` starts with the tensor's layout, compactly: ndim and each dimension as
-LEB128 varints (4 bytes for a 16x2x2 bottleneck), then, only for per-frame quantization, the
-float32 scales and int32 zero points; the coded tensor follows. A learned bottleneck's fixed
+LEB128 varints (4 bytes for a 16x2x2 bottleneck), the source camera frame's width and height
+as varints (2 bytes each from 128 to 16383 px; 0x0: features not made from a camera frame),
+then, only for per-frame quantization, the float32 scales and int32 zero points; the coded
+tensor follows. The source size is what lets the server put dense results back on the
+camera's pixel grid. A learned bottleneck's fixed
 quantization is the bundle's (QUANT_MODEL) and costs nothing on the wire.
 
 Everything that arrives from the network is untrusted: `decode` checks every field against
@@ -76,6 +79,7 @@ class EncodedFeatures:
     quantization: str = "none"  # QUANTIZATIONS: where scale/zero_point come from
     frame: str = "key"  # FRAMES: coded alone, or against the stream's previous frame
     sequence: int = 0  # per camera stream (mod 2^16)
+    source_size: tuple[int, int] = (0, 0)  # camera frame (width, height); (0, 0): not from a camera frame
 
     @property
     def raw_size(self) -> int:
@@ -354,8 +358,9 @@ def _sends_params(quantization: str) -> bool:
 
 
 def _layout(enc: EncodedFeatures) -> bytes:
-    """The data field's prefix: shape, then scales and zero points when the frame has its own."""
-    out = _varint(len(enc.shape)) + b"".join(_varint(int(d)) for d in enc.shape)
+    """The data field's prefix: shape, source frame size, then scales and zero points when the
+    frame has its own."""
+    out = _varint(len(enc.shape)) + b"".join(_varint(int(d)) for d in (*enc.shape, *enc.source_size))
     if _sends_params(enc.quantization):
         out += np.ascontiguousarray(enc.scale, "<f4").tobytes() + np.ascontiguousarray(enc.zero_point, "<i4").tobytes()
     return out
@@ -411,9 +416,13 @@ def from_message(msg: Any) -> EncodedFeatures:
     if not 1 <= ndim <= MAX_NDIM:
         raise CodecError(f"shape has {ndim} dimensions, must have 1..{MAX_NDIM}")
     shape = []
-    for _ in range(ndim):
+    for _ in range(ndim + 2):  # the dimensions, then the source frame's width and height
         d, pos = _read_varint(buf, pos)
         shape.append(d)
+    shape, source_size = shape[:ndim], (shape[ndim], shape[ndim + 1])
+    if (source_size[0] == 0) != (source_size[1] == 0):
+        raise CodecError(f"source frame size {source_size[0]}x{source_size[1]}: both or neither must be 0; "
+                         "corrupt message")
     scale, zero_point = enc.scale, enc.zero_point
     if _sends_params(quantization):
         n = shape[0] if quantization == "channel" else 1
@@ -422,4 +431,5 @@ def from_message(msg: Any) -> EncodedFeatures:
         scale = np.frombuffer(buf, "<f4", n, pos).astype(np.float32)
         zero_point = np.frombuffer(buf, "<i4", n, pos + 4 * n).astype(np.int64)
         pos += 8 * n
-    return dataclasses.replace(enc, shape=tuple(shape), scale=scale, zero_point=zero_point, data=buf[pos:])
+    return dataclasses.replace(enc, shape=tuple(shape), scale=scale, zero_point=zero_point, data=buf[pos:],
+                               source_size=source_size)

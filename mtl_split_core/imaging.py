@@ -139,4 +139,4 @@ def _compressed(msg: Any, max_pixels: int, reduce_for: InputSpec | None) -> Deco
     channels = 1 if img.ndim == 2 else img.shape[2]
     if channels not in _DECODED or img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"decoded {fmt} image has {channels} channels of {img.dtype}; {SUPPORTED_HINT}")
-    return Decoded(img, f"{_DECODED[channels]}{16 if img.dtype == np.uint16 else 8}")
+    return Decoded(img, f"{_DECODED[channels]}{16 if img.dtype == np.uint16 else 8}", (header.width, header.height))

@@ -35,6 +35,14 @@ class Decoded:
 
     image: np.ndarray
     encoding: str
+    size: tuple[int, int] | None = None  # the camera frame's (width, height) when image is a reduced decode
+
+
+def camera_size(frame: Decoded | np.ndarray) -> tuple[int, int]:
+    """(width, height) of the camera frame as published (before any reduced decode)."""
+    if isinstance(frame, Decoded):
+        return frame.size or (frame.image.shape[1], frame.image.shape[0])
+    return frame.shape[1], frame.shape[0]
 
 
 @dataclass(frozen=True)

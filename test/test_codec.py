@@ -59,7 +59,8 @@ def test_fixed_scale_is_used_as_given_and_not_sent():
     x = np.linspace(-1, 1, 50, dtype=np.float32)
     enc = encode(x, "int8", scale=1 / 127, zero_point=0)
     assert enc.scale.tolist() == [np.float32(1 / 127)] and enc.zero_point.tolist() == [0]
-    assert enc.quantization == "model" and enc.wire_bytes == len(enc.data) + 2  # ndim + one dimension
+    # ndim + one dimension + the source frame's width and height (0 0: not from a camera)
+    assert enc.quantization == "model" and enc.wire_bytes == len(enc.data) + 4
     np.testing.assert_allclose(decode(enc), x, atol=0.5 / 127 + 1e-6)
 
 

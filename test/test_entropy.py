@@ -3,6 +3,7 @@ symbols; pinned bytes (the integer tables alone define the code on every machine
 payloads raise CodecError only; a delta frame never decodes against the wrong reference."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -198,8 +199,10 @@ def test_message_layout_is_compact_and_round_trips():
     from std_msgs.msg import Header
 
     x = np.random.default_rng(0).standard_normal((16, 2, 2)).astype(np.float32)
-    for enc in (codec.encode(x, "int8", "none", scale=1 / 127, zero_point=0),
-                codec.encode(x, "int8", "zstd", per_channel=True), codec.encode(x, "float16")):
+    for enc, size in ((codec.encode(x, "int8", "none", scale=1 / 127, zero_point=0), (1920, 1080)),
+                      (codec.encode(x, "int8", "zstd", per_channel=True), (64, 48)),
+                      (codec.encode(x, "float16"), (0, 0))):
+        enc = dataclasses.replace(enc, source_size=size)
         for frame_id in ("", "cam", "camera", "front_left_camera_optical"):
             msg = codec.to_message(enc, msgs.SharedFeatures(header=Header(frame_id=frame_id)))
             msg.model_fingerprint = np.frombuffer(codec.fingerprint("mtl-x"), np.uint8)
@@ -209,6 +212,6 @@ def test_message_layout_is_compact_and_round_trips():
             wire = serialization.serialize_message(msg)
             assert len(wire) <= len(serialization.serialize_message(empty)) + enc.wire_bytes + 3
             back = codec.from_message(serialization.deserialize_message(wire, msgs.SharedFeatures))
-            assert back.shape == enc.shape and back.quantization == enc.quantization
+            assert back.shape == enc.shape and back.quantization == enc.quantization and back.source_size == size
             if enc.quantization != "model":
                 np.testing.assert_array_equal(codec.decode(back), codec.decode(enc))

@@ -15,7 +15,7 @@ from mtl_split_core.errors import BundleError, ImageError, ImageTooLarge
 from mtl_split_core.image_header import read_header
 from mtl_split_core.imaging import decode, to_array
 from mtl_split_core.preprocess import (
-    LETTERBOX_PAD, Decoded, area_resize, fit, geometry, jpeg_reduction, preprocess)
+    LETTERBOX_PAD, Decoded, area_resize, camera_size, fit, geometry, jpeg_reduction, preprocess)
 
 from helpers import png_claiming
 from test_imaging import _rosbags_types, image_msg
@@ -124,6 +124,7 @@ def test_jpeg_is_decoded_reduced_when_the_input_is_small():
     assert jpeg_reduction(640, 480, spec) == 2 and jpeg_reduction(300, 300, spec) == 1
     reduced = decode(msg, reduce_for=spec)
     assert reduced.image.shape[:2] == (270, 480)
+    assert camera_size(reduced) == (1920, 1080)  # what SharedFeatures says: dense results go on this grid
     full = preprocess([decode(msg)], spec)
     small = preprocess([reduced], spec)
     assert np.abs(full - small).mean() < 0.05  # in normalized units (1/255/0.225 = 0.017 per grey level)
