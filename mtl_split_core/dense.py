@@ -125,27 +125,48 @@ def postprocess(kind: str, output: np.ndarray, image_size: tuple[int, int]) -> D
 UNLABELLED = 255  # mask value of camera pixels the model never saw (cut off by center_crop)
 
 
-def to_source(value: DensePrediction, geometry: "Geometry", size: tuple[int, int]) -> DensePrediction:
-    """A result in model-input pixels -> on the camera frame of `size` (width, height), given
-    where the frame landed in the input (preprocess.geometry). Boxes are mapped; masks and
-    depth are resampled (nearest: a blend of two classes or depths is neither), and camera
-    pixels outside the kept region get UNLABELLED / NaN (no reading, as in REP 118)."""
-    sx, sy, sw, sh = geometry.source
-    tx, ty, tw, th = geometry.target
-    kx, ky = sw / tw, sh / th
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The pixel grid of a (width, height) frame scaled by `scale` (at least 1x1)."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def resample(value: DensePrediction, size: tuple[int, int], to: tuple[int, int]) -> DensePrediction:
+    """A result on a (width, height) grid -> the same result on the `to` grid: boxes scaled,
+    masks and depth resized nearest (a blend of two classes or depths is neither)."""
+    if tuple(size) == tuple(to):
+        return value
+    if min(*size, *to) < 1:
+        raise ValueError(f"cannot resample a result on a {size[0]}x{size[1]} grid to {to[0]}x{to[1]}")
     if isinstance(value, Boxes):
-        xyxy = (value.xyxy - np.array([tx, ty, tx, ty], np.float32)) * np.array([kx, ky, kx, ky], np.float32) \
-            + np.array([sx, sy, sx, sy], np.float32)
-        xyxy = np.clip(xyxy, 0, [size[0], size[1], size[0], size[1]])
-        return Boxes(xyxy, value.classes, value.scores)
+        return value.scaled(to[0] / size[0], to[1] / size[1])
     import cv2
 
-    crop = np.ascontiguousarray(value[ty:ty + th, tx:tx + tw])
-    if (sw, sh) != (tw, th):
-        crop = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    if (sx, sy, sw, sh) == (0, 0, *size):
+    return cv2.resize(np.ascontiguousarray(value), to, interpolation=cv2.INTER_NEAREST)
+
+
+def to_source(value: DensePrediction, geometry: "Geometry", size: tuple[int, int],
+              scale: float = 1.0) -> DensePrediction:
+    """A result in model-input pixels -> on the camera frame of `size` (width, height), or on
+    that frame's grid scaled by `scale` (scaled_size), given where the frame landed in the
+    input (preprocess.geometry). Boxes are mapped; masks and depth are resampled (nearest),
+    and camera pixels outside the kept region get UNLABELLED / NaN (no reading, as in REP 118)."""
+    out_w, out_h = scaled_size(size, scale)
+    kx_out, ky_out = out_w / size[0], out_h / size[1]
+    x0, y0, w0, h0 = geometry.source
+    sx, sy = min(round(x0 * kx_out), out_w - 1), min(round(y0 * ky_out), out_h - 1)
+    sw = max(1, min(round((x0 + w0) * kx_out), out_w) - sx)
+    sh = max(1, min(round((y0 + h0) * ky_out), out_h) - sy)
+    tx, ty, tw, th = geometry.target
+    if isinstance(value, Boxes):
+        kx, ky = sw / tw, sh / th
+        xyxy = (value.xyxy - np.array([tx, ty, tx, ty], np.float32)) * np.array([kx, ky, kx, ky], np.float32) \
+            + np.array([sx, sy, sx, sy], np.float32)
+        xyxy = np.clip(xyxy, 0, [out_w, out_h, out_w, out_h])
+        return Boxes(xyxy, value.classes, value.scores)
+    crop = resample(np.ascontiguousarray(value[ty:ty + th, tx:tx + tw]), (tw, th), (sw, sh))
+    if (sx, sy, sw, sh) == (0, 0, out_w, out_h):
         return crop
     fill = np.nan if value.dtype.kind == "f" else UNLABELLED
-    out = np.full((size[1], size[0]), fill, value.dtype)
+    out = np.full((out_h, out_w), fill, value.dtype)
     out[sy:sy + sh, sx:sx + sw] = crop
     return out

@@ -21,8 +21,9 @@ from .backends import Backend, open_backend
 from .bundle import BACKBONE_FILE, FEATURES_NAME, HEADS_FILE, IMAGE_INPUT, InputSpec, Manifest, load_manifest
 from .dense import DensePrediction, postprocess, to_source
 from .errors import BundleError, CodecError, MtlSplitError
+from .image_header import DEFAULT_MAX_PIXELS
 from .options import DEFAULT_MAX_BYTES
-from .preprocess import geometry, preprocess
+from .preprocess import Decoded, camera_size, geometry, preprocess
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,14 @@ class DenseResult:
     kind: str
     value: DensePrediction
 
-    def in_source(self, spec: InputSpec, width: int, height: int) -> DensePrediction:
+    def in_source(self, spec: InputSpec, width: int, height: int, scale: float = 1.0) -> DensePrediction:
         """The result on the width x height camera frame the input was made from (undoing the
-        manifest's resize / center_crop / letterbox)."""
-        return to_source(self.value, geometry(width, height, spec), (width, height))
+        manifest's resize / center_crop / letterbox), or on that frame's grid scaled by `scale`
+        (dense.scaled_size). A 0x0 frame (features not made from a camera frame) keeps the
+        model input's grid."""
+        if not width or not height:
+            return self.value
+        return to_source(self.value, geometry(width, height, spec), (width, height), scale)
 
 
 Result = Prediction | DenseResult
@@ -126,8 +131,9 @@ class EdgeModel:
         if self._temporal is not None:
             self._temporal.streams.clear()
 
-    def features(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """HxWx3 uint8 frames in the manifest's channel order -> float32 (N, *feature shape)."""
+    def features(self, frames: Sequence[np.ndarray | Decoded]) -> np.ndarray:
+        """HxWx3 uint8 frames in the manifest's channel order (or Decoded camera frames) ->
+        float32 (N, *feature shape)."""
         x = preprocess(frames, self.manifest.input)
         out = np.concatenate([self.backend.run({IMAGE_INPUT: x[s]}, [FEATURES_NAME])[0]
                               for s in _chunks(len(x), self.max_batch)])
@@ -144,10 +150,13 @@ class EdgeModel:
         return codec.encode(feature, self.dtype, self.codec, self.level, self.per_channel,
                             self._scale, self._zero_point)
 
-    def __call__(self, frames: Sequence[np.ndarray], streams: Sequence[Hashable] | None = None
+    def __call__(self, frames: Sequence[np.ndarray | Decoded], streams: Sequence[Hashable] | None = None
                  ) -> list[codec.EncodedFeatures]:
+        """Frames -> payloads, each carrying its frame's size (where the server maps dense
+        results back to)."""
         keys = streams if streams is not None else [""] * len(frames)
-        return [self.encode(f, k) for f, k in zip(self.features(frames), keys)]
+        return [dataclasses.replace(self.encode(x, k), source_size=camera_size(f))
+                for x, k, f in zip(self.features(frames), keys, frames)]
 
 
 class ServerModel:
@@ -235,11 +244,24 @@ class ServerModel:
                               f"{self.manifest.model_id} ({self.fingerprint.hex()}); deploy the same bundle on edge "
                               "and server (the edge's backbone_info names its model)")
 
-    def decode_message(self, msg: Any, stream: Hashable = None) -> np.ndarray:
-        """A received SharedFeatures -> features. BundleError for another model's features,
-        CodecError for a malformed or undecodable one."""
+    def frame_size(self, msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+        """The (width, height) of the camera frame a received SharedFeatures was made from
+        ((0, 0): none). CodecError for a malformed layout or a frame larger than max_pixels:
+        dense results are that large, so a hostile size is refused before any work."""
+        width, height = codec.from_message(msg).source_size
+        if width * height > max_pixels:
+            raise CodecError(f"features of a {width}x{height} camera frame, over the server's max_pixels "
+                             f"{max_pixels}; raise max_pixels if the camera really is that large")
+        return width, height
+
+    def decode_message(self, msg: Any, stream: Hashable = None, max_pixels: int = DEFAULT_MAX_PIXELS
+                       ) -> tuple[np.ndarray, tuple[int, int]]:
+        """A received SharedFeatures -> (features, its camera frame's (width, height)).
+        BundleError for another model's features, CodecError for a malformed or undecodable
+        one, or one whose frame is larger than max_pixels."""
         self.check_model(msg)
-        return self.decode(codec.from_message(msg), stream)
+        size = self.frame_size(msg, max_pixels)
+        return self.decode(codec.from_message(msg), stream), size
 
     def predict(self, features: np.ndarray, tasks: Sequence[str] | None = None) -> list[dict[str, Result]]:
         """(N, *feature shape) -> per frame {task: Prediction or DenseResult} for `tasks`

@@ -6,8 +6,9 @@
 - detection: mtl_split/Detection2DArray (vision_msgs/Detection2DArray's field meanings), and
   vision_msgs/Detection2DArray itself on results/<task>/vision_msgs when vision_msgs imports.
 
-Every message carries the source image's header. Images and boxes are on the pixel grid of
-the model input (BackboneInfo.input_width x input_height), the documented scale.
+Every message carries the source image's header. Images and boxes are on the source image's
+pixel grid scaled by the server's dense_scale (1: the camera's own resolution); the image's
+width/height and Detection2DArray.image_width/height name that grid.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from sensor_msgs.msg import Image
 from mtl_split.msg import Detection2D, Detection2DArray, LabelInfo, VisionClass
 from mtl_split_core import topics
 from mtl_split_core.bundle import TaskSpec
-from mtl_split_core.dense import SCORE_THRESHOLD, Boxes
-from mtl_split_core.runtime import DenseResult
+from mtl_split_core.dense import SCORE_THRESHOLD, Boxes, DensePrediction
 
 from . import qos
 
@@ -75,6 +75,14 @@ def detections_boxes(msg: Detection2DArray) -> Boxes:
                  [x.score for x in d])
 
 
+def received(msg: Image | Detection2DArray) -> tuple[DensePrediction, tuple[int, int]]:
+    """A dense result message -> (its value, the (width, height) grid it is on); bring it to
+    another grid with mtl_split_core.dense.resample."""
+    if isinstance(msg, Detection2DArray):
+        return detections_boxes(msg), (int(msg.image_width), int(msg.image_height))
+    return image_array(msg), (int(msg.width), int(msg.height))
+
+
 def vision_detections(module: Any, msg: Detection2DArray) -> Any:
     """Our Detection2DArray as vision_msgs/Detection2DArray (class_id there is the name)."""
     out = module.Detection2DArray(header=msg.header)
@@ -112,13 +120,14 @@ class DensePublishers:
     def publishers(self) -> list[Any]:
         return [p for p in (self.result, self.label_info, self.vision) if p is not None]
 
-    def publish(self, result: DenseResult, header: Any, model_id: str, size: tuple[int, int]) -> None:
+    def publish(self, value: DensePrediction, header: Any, model_id: str, size: tuple[int, int]) -> None:
+        """One frame's result (a mask, a depth image or Boxes) on the (width, height) grid `size`."""
         if self.task.kind == "segmentation":
-            self.result.publish(image_message(result.value, "mono8", header))
+            self.result.publish(image_message(value, "mono8", header))
         elif self.task.kind == "depth":
-            self.result.publish(image_message(result.value, "32FC1", header))
+            self.result.publish(image_message(value, "32FC1", header))
         else:
-            msg = detections_message(result.value, self.task, header, model_id, size)
+            msg = detections_message(value, self.task, header, model_id, size)
             if self.result.get_subscription_count():
                 self.result.publish(msg)
             if self.vision is not None and self.vision.get_subscription_count():

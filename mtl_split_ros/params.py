@@ -332,6 +332,15 @@ SERVER = NodeSpec(
               "recently seen forgotten first; a forgotten stream resumes at its next keyframe).", low=1, high=1 << 20),
         Param("stream_max_age_s", 10.0, "double",
               "Temporal coding: forget a camera stream silent for longer than this.", low=0.1, high=86_400.0),
+        Param("dense_scale", 1.0, "double",
+              "Dense results (masks, depth images, box pixels) are published on the source camera "
+              "frame's pixel grid scaled by this: 1 = the camera's own resolution, pixel for pixel; "
+              "0.5 = half its width and height (a quarter of the bytes). The images' width/height and "
+              "Detection2DArray.image_width/height name the grid.", applies=LIVE, low=0.01, high=1.0),
+        Param("max_pixels", DEFAULT_MAX_PIXELS, "integer",
+              "Largest camera frame (width x height, as SharedFeatures states it) whose features are "
+              "served: dense results are that large. Larger ones are dropped and counted as "
+              "errors.bad_payload; keep it at least the edge's max_pixels.", applies=LIVE, low=1, high=1 << 40),
     ),
     rules=(_something_to_serve,),
 )

@@ -24,6 +24,7 @@ from mtl_split.msg import BackboneInfo, MultiTaskResult, SharedFeatures, TaskPre
 from mtl_split_core import topics
 from mtl_split_core.batching import BatchPolicy, BatchScheduler
 from mtl_split_core.bounded import BoundedTable
+from mtl_split_core.dense import scaled_size
 from mtl_split_core.errors import BundleError, MtlSplitError, SchemaError
 from mtl_split_core.frame_losses import StreamLosses
 from mtl_split_core.runtime import Prediction, Result, ServerModel, finite_frames
@@ -101,6 +102,7 @@ class Item:
     ready: float  # perf_counter when queued
     transport_ms: float
     features: np.ndarray | None = None  # decoded on arrival (temporal coding), else with its batch
+    source_size: tuple[int, int] = (0, 0)  # the camera frame's (width, height): the grid of dense results
 
     @property
     def temporal_stream(self) -> tuple[str, bytes, str | bytes]:
@@ -388,12 +390,13 @@ class ServerNode(ManagedNode):
         self.diag.drops(source.losses.on_message(seq, gid, now))
         try:
             self._model.check_model(msg)  # before queueing: another model's frame takes no one's place
+            source_size = self._model.frame_size(msg, self.values["max_pixels"])
         except MtlSplitError as e:
             return self._drop(source, _error_kind(e), e)
         self._membership.heard(source.robot, now)
         source.voices.put(gid, None, now)
         item = Item(source, msg, (source.topic, frame_key(msg.header.frame_id)), gid, time.perf_counter(),
-                    elapsed_ms(msg.sent_us, self.get_clock().now().nanoseconds))
+                    elapsed_ms(msg.sent_us, self.get_clock().now().nanoseconds), source_size=source_size)
         if msg.codec == SharedFeatures.CODEC_ENTROPY:
             # Temporal coding: decoded on arrival, in order, so a frame dropped later from the
             # queue does not break its stream's chain of references.
@@ -463,10 +466,7 @@ class ServerNode(ManagedNode):
         """Results of one frame on the topics that have subscribers (tasks: the ones someone wants)."""
         source, header, model_id = it.source, it.msg.header, self._model.manifest.model_id
         preds = {t: task_prediction(frame[t]) for t in tasks if t not in source.dense}
-        size = (self._model.manifest.input.width, self._model.manifest.input.height)
-        for t in tasks:
-            if t in source.dense:
-                source.dense[t].publish(frame[t], header, model_id, size)
+        self._publish_dense(it, frame, tasks)
         for t, pub in source.task_results.items():
             if t in preds and pub.get_subscription_count():
                 pub.publish(TaskResult(header=header, model_id=model_id, prediction=preds[t]))
@@ -477,3 +477,13 @@ class ServerNode(ManagedNode):
                 queue_ms=(batch_start - it.ready) * 1e3, server_compute_ms=compute_ms, batch_size=batch_size))
         self.diag.count(FRAMES_OUT)
         self.diag.observe("compute_ms", compute_ms)
+
+    def _publish_dense(self, it: Item, frame: dict[str, Result], tasks: list[str]) -> None:
+        """Dense results on the camera frame's pixel grid (scaled by dense_scale), or on the
+        model input's for features that name no camera frame."""
+        spec, scale = self._model.manifest.input, self.values["dense_scale"]
+        size = scaled_size(it.source_size, scale) if all(it.source_size) else (spec.width, spec.height)
+        for t in tasks:
+            if t in it.source.dense:
+                value = frame[t].in_source(spec, *it.source_size, scale)
+                it.source.dense[t].publish(value, it.msg.header, self._model.manifest.model_id, size)

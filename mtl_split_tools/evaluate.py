@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 
 from mtl_split_core.bundle import Manifest, load_manifest
-from mtl_split_core.dense import to_source
+from mtl_split_core.dense import resample
 from mtl_split_core.errors import MtlSplitError
-from mtl_split_core.preprocess import geometry
 from mtl_split_core.runtime import DenseResult
 
 from mtl_split_ros.launch_plan import LaunchArgs, plan
@@ -102,11 +101,6 @@ def _size(frame: Frame) -> tuple[int, int]:
     return frame_size(decode_frame(frame))
 
 
-def _in_frame(manifest: Manifest, value: Any, size: tuple[int, int]) -> Any:
-    """A dense result on the model input's grid -> on the bag frame's (width, height)."""
-    return to_source(value, geometry(*size, manifest.input), size)
-
-
 def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> tuple[dict, dict[int, dict[str, Any]]]:
     from mtl_split_core.imaging import decode, frame_size
     from mtl_split_core.runtime import EdgeModel, ServerModel
@@ -127,7 +121,7 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
         lat.append((time.perf_counter() - t) * 1e3)
         payload.append(len(enc.data))
         size = frame_size(msg)
-        predicted[f.stamp_ns] = {k: _in_frame(manifest, p.value, size) if isinstance(p, DenseResult)
+        predicted[f.stamp_ns] = {k: p.in_source(manifest.input, *size) if isinstance(p, DenseResult)
                                  else Classified(p.class_id, p.score) for k, p in pred.items()}
     elapsed = time.perf_counter() - start
     extra = {"fps": round(len(frames) / elapsed, 2), "latency_ms": {"end_to_end": percentiles(lat)},
@@ -172,7 +166,8 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
     if dense:
         size = _size(frames[0])
         for ns, results in log.dense.items():
-            predicted.setdefault(ns, {}).update({t: _in_frame(manifest, v, size) for t, v in results.items()})
+            # On the frame's grid as the server publishes them (another --attach'ed server's dense_scale: rescaled).
+            predicted.setdefault(ns, {}).update({t: resample(*v, size) for t, v in results.items()})
     return extra, predicted
 
 

@@ -40,7 +40,8 @@ class ReplayLog:
     payload_bytes: list[int] = field(default_factory=list)  # their data fields
     # Newest /diagnostics counters of each mtl_split node: where frames were dropped.
     node_counters: dict[str, dict[str, str]] = field(default_factory=dict)
-    dense: dict[int, dict[str, Any]] = field(default_factory=dict)  # stamp_ns -> {task: array / Boxes}
+    # stamp_ns -> {task: (array / Boxes, the (width, height) grid it is on)}
+    dense: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def is_warmup(stamp_ns: int) -> bool:
@@ -97,14 +98,14 @@ class Replayer(DriverNode):
         from sensor_msgs.msg import Image
 
         from mtl_split.msg import Detection2DArray
-        from mtl_split_ros.dense_results import detections_boxes, image_array
+        from mtl_split_ros.dense_results import received
 
         detection = task.kind == "detection"
 
         def on_result(msg: Any) -> None:
             ns = to_ns(msg.header.stamp)
             if ns in self.log.sent_at:
-                self.log.dense.setdefault(ns, {})[task.name] = detections_boxes(msg) if detection else image_array(msg)
+                self.log.dense.setdefault(ns, {})[task.name] = received(msg)
 
         self.node.create_subscription(Detection2DArray if detection else Image, topic, on_result, qos)
 

@@ -22,15 +22,14 @@ from std_msgs.msg import Header
 from mtl_split_core import camera_messages, topics
 from mtl_split_core.annotate import Annotations, annotate, classification_line
 from mtl_split_core.bundle import Manifest, load_manifest
-from mtl_split_core.dense import to_source
+from mtl_split_core.dense import resample
 from mtl_split_core.errors import ImageError
 from mtl_split_core.imaging import to_array
 from mtl_split_core.pairing import Pending, StampPairing
-from mtl_split_core.preprocess import geometry
 from mtl_split_core.stamps import set_ns, to_ns
 from mtl_split_ros import qos
 from mtl_split_ros.cameras import image_inputs
-from mtl_split_ros.dense_results import detections_boxes, image_array
+from mtl_split_ros.dense_results import received
 from mtl_split_ros.diagnostics import FRAMES_IN, FRAMES_OUT
 from mtl_split_ros.node import ManagedNode, contained, guarded
 from mtl_split_ros.params import VIZ
@@ -97,8 +96,7 @@ class VizNode(ManagedNode):
             detection = task.kind == "detection"
             self._subs.append(self.create_subscription(
                 Detection2DArray if detection else Image, f"{topics.RESULTS}/{task.name}",
-                lambda msg, t=task.name, d=detection: self._add(
-                    msg.header, t, detections_boxes(msg) if d else image_array(msg)), results))
+                lambda msg, t=task.name: self._add(msg.header, t, msg), results))
         self._timer = self.create_timer(max(0.05, self.values["pair_timeout_s"] / 4), self._expire)
         return super().on_activate(state)
 
@@ -162,13 +160,12 @@ class VizNode(ManagedNode):
             self.diag.drop(BAD_IMAGE)
             return
         height, width = rgb.shape[:2]
-        where = geometry(width, height, self._manifest.input)
         notes = Annotations()
         results = entry.parts.get(RESULTS)
         if results is not None:
             notes.lines = [classification_line(p.task, p.class_name, p.score) for p in results.predictions]
         for task in (t for t in self._manifest.tasks if t.dense and t.name in entry.parts):
-            value = to_source(entry.parts[task.name], where, (width, height))
+            value = resample(*received(entry.parts[task.name]), (width, height))  # the server's grid: dense_scale
             if task.kind == "segmentation":
                 notes.masks.append(value)
             elif task.kind == "depth":

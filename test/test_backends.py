@@ -152,7 +152,7 @@ def test_server_refuses_other_models_and_shapes(models):
     enc = edge(rgb_frames(1))[0]
 
     class Msg(SimpleNamespace):  # a SharedFeatures stand-in: fields + the .msg constants
-        SCHEMA_VERSION, DTYPE_FLOAT32, DTYPE_FLOAT16, DTYPE_INT8, DTYPE_UINT8 = 2, 1, 2, 3, 4
+        SCHEMA_VERSION, DTYPE_FLOAT32, DTYPE_FLOAT16, DTYPE_INT8, DTYPE_UINT8 = 3, 1, 2, 3, 4
         CODEC_NONE, CODEC_ZSTD, CODEC_LZ4, CODEC_ENTROPY = 0, 1, 2, 3
         QUANT_NONE, QUANT_MODEL, QUANT_TENSOR, QUANT_CHANNEL = 0, 1, 2, 3
         FRAME_KEY, FRAME_DELTA = 0, 1
@@ -160,7 +160,13 @@ def test_server_refuses_other_models_and_shapes(models):
     with pytest.raises(BundleError, match=codec.fingerprint("mtl-other").hex()):
         server.decode_message(msg)
     msg.model_fingerprint = codec.fingerprint(server.manifest.model_id)
-    assert server.decode_message(msg).shape == tuple(server.manifest.features.shape)
+    features, size = server.decode_message(msg)
+    assert features.shape == tuple(server.manifest.features.shape) and size == (40, 30)  # the frame, not the input
+    with pytest.raises(CodecError, match="40x30 camera frame, over the server's max_pixels 1000"):
+        server.decode_message(msg, max_pixels=1000)  # dense results of that frame would be that large
+    half = codec.to_message(dataclasses.replace(enc, source_size=(40, 0)), Msg(model_fingerprint=msg.model_fingerprint))
+    with pytest.raises(CodecError, match="40x0: both or neither must be 0"):
+        server.decode_message(half)
     msg.schema_version = 1  # a peer of another release: refused with the reason, before the model check
     with pytest.raises(CodecError, match="schema_version 1"):
         server.decode_message(msg)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mtl_split_core.bundle import InputSpec
-from mtl_split_core.dense import UNLABELLED, Boxes, decode_detections, nms, postprocess, to_source
+from mtl_split_core.dense import (UNLABELLED, Boxes, decode_detections, nms, postprocess, resample, scaled_size,
+                                  to_source)
 from mtl_split_core.preprocess import geometry
 
 
@@ -77,3 +78,26 @@ def test_results_map_back_onto_the_camera_frame(mode):
         assert not np.isnan(depth[:, sx:sx + sw]).any()
     else:
         assert not np.isnan(depth).any() and (out != UNLABELLED).all()
+
+
+@pytest.mark.parametrize("mode", ["resize", "center_crop", "letterbox"])
+def test_results_on_a_scaled_camera_grid_are_the_full_ones_resampled(mode):
+    spec = InputSpec(width=32, height=32, resize_mode=mode)
+    g = geometry(128, 96, spec)
+    mask = (np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) // 37) % 5
+    full, half = to_source(mask, g, (128, 96)), to_source(mask, g, (128, 96), scale=0.5)
+    assert scaled_size((128, 96), 0.5) == (64, 48) and half.shape == (48, 64)
+    # Every second pixel of the full-resolution mask, up to the nearest-neighbour seams.
+    assert (half == full[::2, ::2]).mean() > 0.95
+    box = Boxes([[4, 8, 20, 24]], [1], [0.5])
+    np.testing.assert_allclose(to_source(box, g, (128, 96), scale=0.5).xyxy, to_source(box, g, (128, 96)).xyxy / 2,
+                               atol=1.0)  # the kept region's edges round to whole pixels of the scaled grid
+
+
+def test_resample_brings_a_result_to_another_grid():
+    mask = np.array([[0, 1], [2, 3]], np.uint8)
+    assert resample(mask, (2, 2), (4, 4)).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    assert resample(mask, (2, 2), (2, 2)) is mask
+    np.testing.assert_allclose(resample(Boxes([[1, 2, 3, 4]], [0]), (10, 10), (20, 5)).xyxy, [[2, 1, 6, 2]])
+    with pytest.raises(ValueError, match="0x5"):
+        resample(mask, (0, 5), (4, 4))  # a hostile Detection2DArray's image_width

@@ -1,6 +1,7 @@
 """Dense results over real DDS: a frame published to a real edge + server yields a mono8 class
-mask, a 32FC1 depth image in metres and detections, stamped with the frame's header, equal to
-the in-process pipeline's, with the class names latched beside them."""
+mask, a 32FC1 depth image in metres and detections, stamped with the frame's header, on the
+camera frame's pixel grid (scaled by the server's dense_scale), equal to the in-process
+pipeline's, with the class names latched beside them."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,7 @@ import pytest
 
 from mtl_split_core.annotate import Annotations, annotate, classification_line
 from mtl_split_core.bundle import load_manifest
-from mtl_split_core.dense import to_source
-from mtl_split_core.preprocess import geometry
+from mtl_split_core.dense import resample
 from mtl_split_core.runtime import EdgeModel, ServerModel, run_offline
 
 from helpers import image_msg, key
@@ -41,7 +41,7 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
     from mtl_split_ros.dense_results import detections_boxes, image_array
 
     manifest = load_manifest(dense_bundle)
-    launcher.node("server", {"bundle": str(dense_bundle), "discovery_period_s": 0.5})
+    launcher.node("server", {"bundle": str(dense_bundle), "discovery_period_s": 0.5, "dense_scale": 0.5})
     for node in ("edge", "viz"):  # the visualization node draws the dense results too
         launcher.node(node, {"bundle": str(dense_bundle)}, namespace=NS,
                       remaps={"/camera/image_raw": f"{NS}/camera/image_raw"})
@@ -54,7 +54,7 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
     seg_names = ros.collect(LabelInfo, f"{base}/segmentation/label_info", qos.LATCHED)
     det_names = ros.collect(LabelInfo, f"{base}/detection/label_info", qos.LATCHED)
     pub = ros.node.create_publisher(Image, f"{NS}/camera/image_raw", 10)
-    rgb = _scene()  # a 48 px camera frame into a 32 px model
+    rgb = np.ascontiguousarray(_scene(64)[8:56])  # a 64x48 camera frame into a 32x32 model
     msg = image_msg(rgb, "cam_d")
 
     def got(messages):
@@ -63,21 +63,22 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
     ros.wait_for(lambda: got(masks) and got(depths) and got(boxes), 90, "mask, depth and detections of the frame",
                  tick=lambda: pub.publish(msg), tick_every=0.5)
     mask, depth, dets = got(masks), got(depths), got(boxes)
-    # Conventions: mono8 class ids, 32FC1 metres, little-endian packed rows, the source header.
-    assert (mask.encoding, mask.width, mask.height, mask.step, mask.is_bigendian) == ("mono8", 32, 32, 32, 0)
-    assert (depth.encoding, depth.width, depth.height, depth.step, depth.is_bigendian) == ("32FC1", 32, 32, 128, 0)
+    # Conventions: mono8 class ids, 32FC1 metres, little-endian packed rows, the source header;
+    # the camera frame's grid at dense_scale 0.5: 32x24.
+    assert (mask.encoding, mask.width, mask.height, mask.step, mask.is_bigendian) == ("mono8", 32, 24, 32, 0)
+    assert (depth.encoding, depth.width, depth.height, depth.step, depth.is_bigendian) == ("32FC1", 32, 24, 128, 0)
     assert mask.header.frame_id == depth.header.frame_id == dets.header.frame_id == "cam_d"
-    assert (dets.image_width, dets.image_height, dets.model_id) == (32, 32, manifest.model_id)
+    assert (dets.image_width, dets.image_height, dets.model_id) == (32, 24, manifest.model_id)
     ros.wait_for(lambda: seg_names and det_names, 10, "the latched class names")
     assert [c.class_name for c in seg_names[-1].class_map] == list(manifest.task("segmentation").classes)
     assert [c.class_id for c in det_names[-1].class_map] == [0, 1, 2, 3]
     # Live equals the in-process pipeline (one code path: mtl_split_core.runtime).
-    offline = run_offline(EdgeModel(dense_bundle), ServerModel(dense_bundle), [rgb])[0]
-    np.testing.assert_array_equal(np.frombuffer(bytes(mask.data), np.uint8).reshape(32, 32),
-                                  offline["segmentation"].value)
-    np.testing.assert_allclose(np.frombuffer(bytes(depth.data), "<f4").reshape(32, 32), offline["depth"].value,
-                               rtol=1e-5)
-    expected = offline["detection"].value
+    offline = {t: r.in_source(manifest.input, 64, 48, scale=0.5)
+               for t, r in run_offline(EdgeModel(dense_bundle), ServerModel(dense_bundle), [rgb])[0].items()
+               if manifest.task(t).dense}
+    np.testing.assert_array_equal(image_array(mask), offline["segmentation"])
+    np.testing.assert_allclose(image_array(depth), offline["depth"], rtol=1e-5)
+    expected = offline["detection"]
     assert len(dets.detections) == len(expected)
     for d, box, c, s in zip(dets.detections, expected.xyxy, expected.classes, expected.scores):
         assert d.class_id == c and d.class_name == manifest.task("detection").classes[c]
@@ -85,17 +86,16 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
                                    [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]],
                                    rtol=1e-4, atol=1e-3)
         assert d.score == pytest.approx(s, rel=1e-5)
-    # The annotated frame: exactly the core's drawing of these results on the 48 px frame.
+    # The annotated frame: exactly the core's drawing of these results, brought to the 64x48 frame.
     ros.wait_for(lambda: got(annotated) and got(results), 30, "the annotated frame", tick=lambda: pub.publish(msg),
                  tick_every=0.5)
     drawn = got(annotated)
-    assert (drawn.encoding, drawn.width, drawn.height) == ("rgb8", 48, 48)
-    where = geometry(48, 48, manifest.input)
+    assert (drawn.encoding, drawn.width, drawn.height) == ("rgb8", 64, 48)
     notes = Annotations(
         lines=[classification_line(p.task, p.class_name, p.score) for p in got(results).predictions],
-        masks=[to_source(image_array(mask), where, (48, 48))], depth=to_source(image_array(depth), where, (48, 48)),
-        boxes=[(to_source(detections_boxes(dets), where, (48, 48)), manifest.task("detection").classes)])
-    assert np.array_equal(np.frombuffer(bytes(drawn.data), np.uint8).reshape(48, 48, 3), annotate(rgb, notes))
+        masks=[resample(image_array(mask), (32, 24), (64, 48))], depth=resample(image_array(depth), (32, 24), (64, 48)),
+        boxes=[(resample(detections_boxes(dets), (32, 24), (64, 48)), manifest.task("detection").classes)])
+    assert np.array_equal(np.frombuffer(bytes(drawn.data), np.uint8).reshape(48, 64, 3), annotate(rgb, notes))
 
 
 def test_vision_msgs_detections_where_vision_msgs_imports():

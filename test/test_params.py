@@ -2,6 +2,8 @@
 which lifecycle state, and with which reason; and the shard assignment of a fleet."""
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,7 +78,8 @@ def _another_value(p):
     if p.name == "shard":
         return "1/2"
     return {"bool": lambda: not p.default, "integer": lambda: int(p.low if p.low is not None else 0) + 1,
-            "double": lambda: float(p.low or 0) + 1.5, "string": lambda: "/other",
+            "double": lambda: min(float(p.low or 0) + 1.5, (p.low + p.high) / 2 if p.high is not None else math.inf),
+            "string": lambda: "/other",
             "string_array": lambda: ["/other"]}[p.type]()
 
 
