@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from .bundle import InputSpec
     from .preprocess import Geometry
 
 
@@ -132,7 +133,10 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def resample(value: DensePrediction, size: tuple[int, int], to: tuple[int, int]) -> DensePrediction:
     """A result on a (width, height) grid -> the same result on the `to` grid: boxes scaled,
-    masks and depth resized nearest (a blend of two classes or depths is neither)."""
+    masks and depth nearest-neighbour with pixel centres aligned (INTER_NEAREST_EXACT; plain
+    INTER_NEAREST shifts by up to half a pixel). Nearest for depth too: bilinear would blend a
+    foreground and a background depth at every object edge into "flying pixels" on no surface
+    (phantom points in a point cloud); every output depth is one the model predicted."""
     if tuple(size) == tuple(to):
         return value
     if min(*size, *to) < 1:
@@ -141,28 +145,36 @@ def resample(value: DensePrediction, size: tuple[int, int], to: tuple[int, int])
         return value.scaled(to[0] / size[0], to[1] / size[1])
     import cv2
 
-    return cv2.resize(np.ascontiguousarray(value), to, interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(np.ascontiguousarray(value), to, interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def to_source(value: DensePrediction, geometry: "Geometry", size: tuple[int, int],
               scale: float = 1.0) -> DensePrediction:
     """A result in model-input pixels -> on the camera frame of `size` (width, height), or on
-    that frame's grid scaled by `scale` (scaled_size), given where the frame landed in the
-    input (preprocess.geometry). Boxes are mapped; masks and depth are resampled (nearest),
-    and camera pixels outside the kept region get UNLABELLED / NaN (no reading, as in REP 118)."""
+    that frame's grid scaled by `scale` (scaled_size): the inverse of the frame's way into the
+    input (preprocess.geometry), for each resize_mode:
+
+    - resize: the whole input is the whole frame, each axis scaled on its own;
+    - center_crop: the whole input is the kept centre of the frame; camera pixels cut off
+      were never seen and get UNLABELLED / NaN (no reading, as in REP 118);
+    - letterbox: the drawn rectangle of the input is the whole frame; the padding is
+      dropped, and so are boxes that lie wholly in it.
+
+    Boxes map exactly (floats); masks and depth are resampled nearest (resample)."""
     out_w, out_h = scaled_size(size, scale)
     kx_out, ky_out = out_w / size[0], out_h / size[1]
     x0, y0, w0, h0 = geometry.source
+    tx, ty, tw, th = geometry.target
+    if isinstance(value, Boxes):
+        k = np.array([w0 / tw * kx_out, h0 / th * ky_out] * 2, np.float32)
+        xyxy = (value.xyxy - np.array([tx, ty, tx, ty], np.float32)) * k \
+            + np.array([x0 * kx_out, y0 * ky_out] * 2, np.float32)
+        xyxy = np.clip(xyxy, 0, [out_w, out_h, out_w, out_h])
+        seen = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        return Boxes(xyxy[seen], value.classes[seen], value.scores[seen])
     sx, sy = min(round(x0 * kx_out), out_w - 1), min(round(y0 * ky_out), out_h - 1)
     sw = max(1, min(round((x0 + w0) * kx_out), out_w) - sx)
     sh = max(1, min(round((y0 + h0) * ky_out), out_h) - sy)
-    tx, ty, tw, th = geometry.target
-    if isinstance(value, Boxes):
-        kx, ky = sw / tw, sh / th
-        xyxy = (value.xyxy - np.array([tx, ty, tx, ty], np.float32)) * np.array([kx, ky, kx, ky], np.float32) \
-            + np.array([sx, sy, sx, sy], np.float32)
-        xyxy = np.clip(xyxy, 0, [out_w, out_h, out_w, out_h])
-        return Boxes(xyxy, value.classes, value.scores)
     crop = resample(np.ascontiguousarray(value[ty:ty + th, tx:tx + tw]), (tw, th), (sw, sh))
     if (sx, sy, sw, sh) == (0, 0, out_w, out_h):
         return crop
@@ -170,3 +182,17 @@ def to_source(value: DensePrediction, geometry: "Geometry", size: tuple[int, int
     out = np.full((out_h, out_w), fill, value.dtype)
     out[sy:sy + sh, sx:sx + sw] = crop
     return out
+
+
+def to_frame(value: DensePrediction, grid: tuple[int, int], size: tuple[int, int], spec: "InputSpec"
+             ) -> DensePrediction:
+    """A dense result received on a (width, height) `grid` -> on the (width, height) camera
+    frame it was made from. On the model input's grid (a server with dense_grid "model") it is
+    mapped back through the bundle's resize_mode (to_source); on the camera's grid, scaled by
+    the server's dense_scale or not, it is resampled. Where both readings apply they agree: a
+    frame of the input's aspect ratio is neither cropped nor padded."""
+    if tuple(grid) == (spec.width, spec.height):
+        from .preprocess import geometry
+
+        return to_source(value, geometry(*size, spec), size)
+    return resample(value, grid, size)

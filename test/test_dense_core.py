@@ -2,12 +2,13 @@
 mapping of results from the model input back onto the camera frame."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from mtl_split_core.bundle import InputSpec
 from mtl_split_core.dense import (UNLABELLED, Boxes, decode_detections, nms, postprocess, resample, scaled_size,
-                                  to_source)
+                                  to_frame, to_source)
 from mtl_split_core.preprocess import geometry
 
 
@@ -80,18 +81,46 @@ def test_results_map_back_onto_the_camera_frame(mode):
         assert not np.isnan(depth).any() and (out != UNLABELLED).all()
 
 
+def _into_input(labels: np.ndarray, g) -> np.ndarray:
+    """A camera-grid label image taken into the model input the way preprocess takes the frame
+    (the kept source rectangle drawn into the target rectangle; padding 0)."""
+    sx, sy, sw, sh = g.source
+    tx, ty, tw, th = g.target
+    out = np.zeros((32, 32), labels.dtype)
+    out[ty:ty + th, tx:tx + tw] = cv2.resize(labels[sy:sy + sh, sx:sx + sw], (tw, th),
+                                             interpolation=cv2.INTER_NEAREST_EXACT)
+    return out
+
+
+@pytest.mark.parametrize("size", [(128, 96), (96, 128), (100, 100)])
 @pytest.mark.parametrize("mode", ["resize", "center_crop", "letterbox"])
-def test_results_on_a_scaled_camera_grid_are_the_full_ones_resampled(mode):
+def test_each_resize_mode_is_undone(mode, size):
+    """Labels and boxes on the camera grid, taken into the model input by the mode's geometry
+    and brought back by to_source, come back where they were (masks up to the pixels next to a
+    label edge, which 4x nearest resampling moves), at the camera's grid and at half of it."""
     spec = InputSpec(width=32, height=32, resize_mode=mode)
-    g = geometry(128, 96, spec)
-    mask = (np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) // 37) % 5
-    full, half = to_source(mask, g, (128, 96)), to_source(mask, g, (128, 96), scale=0.5)
-    assert scaled_size((128, 96), 0.5) == (64, 48) and half.shape == (48, 64)
-    # Every second pixel of the full-resolution mask, up to the nearest-neighbour seams.
-    assert (half == full[::2, ::2]).mean() > 0.95
-    box = Boxes([[4, 8, 20, 24]], [1], [0.5])
-    np.testing.assert_allclose(to_source(box, g, (128, 96), scale=0.5).xyxy, to_source(box, g, (128, 96)).xyxy / 2,
-                               atol=1.0)  # the kept region's edges round to whole pixels of the scaled grid
+    g = geometry(*size, spec)
+    w, h = size
+    labels = np.zeros((h, w), np.uint8)
+    labels[h // 4:h // 2, w // 5:w // 2] = 1
+    labels[h // 2:, w // 2:] = 2
+    sx, sy, sw, sh = g.source
+    for scale in (1.0, 0.5):
+        back = to_source(_into_input(labels, g), g, size, scale)
+        expected = resample(labels, size, scaled_size(size, scale))
+        kept = np.zeros(back.shape, bool)
+        kept[round(sy * scale):round((sy + sh) * scale), round(sx * scale):round((sx + sw) * scale)] = True
+        assert back.shape == expected.shape and (back[~kept] == UNLABELLED).all()
+        assert (back[kept] == expected[kept]).mean() > 0.93
+    # A box on the camera frame, in input pixels (the forward map), back on the frame.
+    camera_box = np.array([[sx + sw * 0.25, sy + sh * 0.3, sx + sw * 0.6, sy + sh * 0.9]], np.float32)
+    tx, ty, tw, th = g.target
+    k = np.array([tw / sw, th / sh] * 2, np.float32)
+    box = Boxes((camera_box - [sx, sy, sx, sy]) * k + [tx, ty, tx, ty], [2], [0.7])
+    np.testing.assert_allclose(to_source(box, g, size).xyxy, camera_box, atol=1e-3)
+    np.testing.assert_allclose(to_source(box, g, size, 0.5).xyxy, camera_box / 2, atol=1e-3)
+    if mode == "letterbox" and ty:  # a box wholly in the padding is no box on the frame
+        assert len(to_source(Boxes([[4, 0, 10, ty]], [0]), g, size)) == 0
 
 
 def test_resample_brings_a_result_to_another_grid():
@@ -101,3 +130,14 @@ def test_resample_brings_a_result_to_another_grid():
     np.testing.assert_allclose(resample(Boxes([[1, 2, 3, 4]], [0]), (10, 10), (20, 5)).xyxy, [[2, 1, 6, 2]])
     with pytest.raises(ValueError, match="0x5"):
         resample(mask, (0, 5), (4, 4))  # a hostile Detection2DArray's image_width
+
+
+def test_a_received_result_is_brought_onto_its_frame_by_the_grid_it_names():
+    spec = InputSpec(width=32, height=32, resize_mode="center_crop")
+    mask = (np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) // 37) % 5
+    # On the model's grid (dense_grid model): the crop undone, the cut-off sides unlabelled.
+    np.testing.assert_array_equal(to_frame(mask, (32, 32), (64, 48), spec), to_source(mask, geometry(64, 48, spec),
+                                                                                       (64, 48)))
+    # On the camera's grid at dense_scale 0.5: resampled only.
+    half = to_source(mask, geometry(64, 48, spec), (64, 48), 0.5)
+    np.testing.assert_array_equal(to_frame(half, (32, 24), (64, 48), spec), resample(half, (32, 24), (64, 48)))
