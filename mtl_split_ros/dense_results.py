@@ -7,8 +7,9 @@
   vision_msgs/Detection2DArray itself on results/<task>/vision_msgs when vision_msgs imports.
 
 Every message carries the source image's header. Images and boxes are on the source image's
-pixel grid scaled by the server's dense_scale (1: the camera's own resolution); the image's
-width/height and Detection2DArray.image_width/height name that grid.
+pixel grid scaled by the server's dense_scale (1: the camera's own resolution), or with
+dense_grid "model" on the model input's; the image's width/height and
+Detection2DArray.image_width/height name that grid (mtl_split_core.dense.to_frame reads it).
 """
 from __future__ import annotations
 

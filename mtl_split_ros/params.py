@@ -332,11 +332,17 @@ SERVER = NodeSpec(
               "recently seen forgotten first; a forgotten stream resumes at its next keyframe).", low=1, high=1 << 20),
         Param("stream_max_age_s", 10.0, "double",
               "Temporal coding: forget a camera stream silent for longer than this.", low=0.1, high=86_400.0),
+        Param("dense_grid", "camera", "string",
+              "Pixel grid of the dense results (masks, depth images, box pixels): `camera` = the "
+              "source camera frame's (the bundle's resize_mode undone; scaled by dense_scale); "
+              "`model` = the model input's, as the heads made them (BackboneInfo.input_width x "
+              "input_height, no resampling: cheapest; mtl_split_core.dense.to_frame maps them onto "
+              "the frame). The images' width/height and Detection2DArray.image_width/height name the "
+              "grid.", choices=("camera", "model"), applies=LIVE),
         Param("dense_scale", 1.0, "double",
-              "Dense results (masks, depth images, box pixels) are published on the source camera "
-              "frame's pixel grid scaled by this: 1 = the camera's own resolution, pixel for pixel; "
-              "0.5 = half its width and height (a quarter of the bytes). The images' width/height and "
-              "Detection2DArray.image_width/height name the grid.", applies=LIVE, low=0.01, high=1.0),
+              "With dense_grid camera: the camera frame's grid scaled by this: 1 = the camera's own "
+              "resolution, pixel for pixel; 0.5 = half its width and height (a quarter of the bytes).",
+              applies=LIVE, low=0.01, high=1.0),
         Param("max_pixels", DEFAULT_MAX_PIXELS, "integer",
               "Largest camera frame (width x height, as SharedFeatures states it) whose features are "
               "served: dense results are that large. Larger ones are dropped and counted as "

@@ -480,10 +480,11 @@ class ServerNode(ManagedNode):
 
     def _publish_dense(self, it: Item, frame: dict[str, Result], tasks: list[str]) -> None:
         """Dense results on the camera frame's pixel grid (scaled by dense_scale), or on the
-        model input's for features that name no camera frame."""
+        model input's (dense_grid model, or features that name no camera frame)."""
         spec, scale = self._model.manifest.input, self.values["dense_scale"]
-        size = scaled_size(it.source_size, scale) if all(it.source_size) else (spec.width, spec.height)
+        on_camera = self.values["dense_grid"] == "camera" and all(it.source_size)
+        size = scaled_size(it.source_size, scale) if on_camera else (spec.width, spec.height)
         for t in tasks:
             if t in it.source.dense:
-                value = frame[t].in_source(spec, *it.source_size, scale)
+                value = frame[t].in_source(spec, *it.source_size, scale) if on_camera else frame[t].value
                 it.source.dense[t].publish(value, it.msg.header, self._model.manifest.model_id, size)

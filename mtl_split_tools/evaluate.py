@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mtl_split_core.bundle import Manifest, load_manifest
-from mtl_split_core.dense import resample
+from mtl_split_core.dense import to_frame
 from mtl_split_core.errors import MtlSplitError
 from mtl_split_core.runtime import DenseResult
 
@@ -166,8 +166,8 @@ def _replay_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], pro
     if dense:
         size = _size(frames[0])
         for ns, results in log.dense.items():
-            # On the frame's grid as the server publishes them (another --attach'ed server's dense_scale: rescaled).
-            predicted.setdefault(ns, {}).update({t: resample(*v, size) for t, v in results.items()})
+            # On the grid the server publishes them on (its dense_scale / dense_grid) -> on the frame.
+            predicted.setdefault(ns, {}).update({t: to_frame(*v, size, manifest.input) for t, v in results.items()})
     return extra, predicted
 
 

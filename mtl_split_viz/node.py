@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 from mtl_split_core import camera_messages, topics
 from mtl_split_core.annotate import Annotations, annotate, classification_line
 from mtl_split_core.bundle import Manifest, load_manifest
-from mtl_split_core.dense import resample
+from mtl_split_core.dense import to_frame
 from mtl_split_core.errors import ImageError
 from mtl_split_core.imaging import to_array
 from mtl_split_core.pairing import Pending, StampPairing
@@ -165,7 +165,7 @@ class VizNode(ManagedNode):
         if results is not None:
             notes.lines = [classification_line(p.task, p.class_name, p.score) for p in results.predictions]
         for task in (t for t in self._manifest.tasks if t.dense and t.name in entry.parts):
-            value = resample(*received(entry.parts[task.name]), (width, height))  # the server's grid: dense_scale
+            value = to_frame(*received(entry.parts[task.name]), (width, height), self._manifest.input)
             if task.kind == "segmentation":
                 notes.masks.append(value)
             elif task.kind == "depth":

@@ -36,6 +36,9 @@ def _scene(size: int = 48) -> np.ndarray:
 def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launcher, dense_bundle):
     from sensor_msgs.msg import Image
 
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
     from mtl_split.msg import Detection2DArray, LabelInfo, MultiTaskResult
     from mtl_split_ros import qos
     from mtl_split_ros.dense_results import detections_boxes, image_array
@@ -96,6 +99,21 @@ def test_a_published_frame_gets_a_mask_a_depth_image_and_detections(ros, launche
         masks=[resample(image_array(mask), (32, 24), (64, 48))], depth=resample(image_array(depth), (32, 24), (64, 48)),
         boxes=[(resample(detections_boxes(dets), (32, 24), (64, 48)), manifest.task("detection").classes)])
     assert np.array_equal(np.frombuffer(bytes(drawn.data), np.uint8).reshape(48, 64, 3), annotate(rgb, notes))
+    # dense_grid model, set at runtime: the heads' own 32x32 grid, no resampling.
+    grid = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="model")
+    reply = ros.call(SetParameters, "/mtl_split_server/set_parameters",
+                     SetParameters.Request(parameters=[Parameter(name="dense_grid", value=grid)]))
+    assert reply.results[0].successful, reply.results[0].reason
+    masks.clear()
+    boxes.clear()  # (frames in flight may still come on the 32x24 camera grid)
+    on_model = (lambda m: m.height == 32), (lambda d: d.image_height == 32)
+    ros.wait_for(lambda: any(map(on_model[0], masks)) and any(map(on_model[1], boxes)), 30,
+                 "a mask and detections on the model's grid", tick=lambda: pub.publish(msg), tick_every=0.5)
+    heads = run_offline(EdgeModel(dense_bundle), ServerModel(dense_bundle), [rgb])[0]
+    assert next(filter(on_model[0], masks)).width == 32
+    np.testing.assert_array_equal(image_array(next(filter(on_model[0], masks))), heads["segmentation"].value)
+    np.testing.assert_allclose(detections_boxes(next(filter(on_model[1], boxes))).xyxy, heads["detection"].value.xyxy,
+                               atol=1e-3)
 
 
 def test_vision_msgs_detections_where_vision_msgs_imports():
