@@ -118,7 +118,11 @@ BAD_FEATURES: dict[str, BadFeatures] = {
     "unknown_codec": BadFeatures(lambda m, s: _set(good_features(m, s), codec=9), "bad_payload",
                                  "unknown codec code 9"),
     "schema_version": BadFeatures(lambda m, s: _set(good_features(m, s), schema_version=99), "schema_mismatch",
-                                  "schema_version 99, this receiver reads 2"),
+                                  "schema_version 99, this receiver reads"),
+    # A frame size that would make the dense results gigabytes: refused before any heads run.
+    "huge_frame": BadFeatures(lambda m, s: _fingerprinted(dataclasses.replace(
+        codec.encode(np.zeros(m.features.shape, np.float32), "float32"), source_size=(1 << 20, 1 << 20)), m.model_id),
+        "bad_payload", "over the server's max_pixels"),
     "gigabytes": BadFeatures(lambda m, s: _payload(m, (1 << 16, 1 << 16, 1 << 8), b""),
                              "bad_payload", "this bundle's heads take"),
     "nan": BadFeatures(lambda m, s: _payload(m, tuple(m.features.shape),
