@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_split_core.bundle import MANIFEST_SCHEMA_VERSION
 from mtl_split_tools.metrics import percentiles
 
 from .bundles import cached_dir
@@ -75,8 +76,8 @@ def default_bundle(work: Path) -> Path:
         from mtl_split_training.testing import make_tiny_bundle
 
         make_tiny_bundle(out, size=224)
-    return cached_dir(work / "bundles", {"bench": "pipeline", "backbone": "mobilenetv3_small_100", "size": 224},
-                      build)
+    return cached_dir(work / "bundles", {"bench": "pipeline", "backbone": "mobilenetv3_small_100", "size": 224,
+                                         "manifest_schema": MANIFEST_SCHEMA_VERSION}, build, is_bundle=True)
 
 
 def camera_frames(n: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from mtl_split_core.bundle import MANIFEST_SCHEMA_VERSION
 from mtl_split_tools.plan_command import DEFAULT_REPORT
 
 from .bandwidth import add_training_arguments, training_config
-from .bundles import cached_dir, random_model, task_classes, trained_bundle
+from .bundles import cached_dir, random_model, task_classes, trained_run
 from .frames import config_frames, rendered_frames
 from .image_codecs import decode_image, jpeg
 from .message_sizes import feature_message_bytes, image_message_bytes
@@ -70,7 +71,8 @@ def split_bundles(work: Path, source: str, backbone: str, size: int) -> list[Pat
             export_bundle(recut(model, k), out / f"split{k}", input_spec=spec,
                           extra={"mode": "recut", "source": source})
 
-    d = cached_dir(work / "split", {"backbone": backbone, "size": size, "source": source}, build)
+    d = cached_dir(work / "split", {"backbone": backbone, "size": size, "source": source,
+                                    "manifest_schema": MANIFEST_SCHEMA_VERSION}, build)
     return sorted((p for p in d.iterdir() if p.name.startswith("split")), key=lambda p: int(p.name[5:]))
 
 
@@ -149,7 +151,7 @@ def run(backbones: tuple[str, ...], size: int, trained: dict[str, Any] | None, f
         out.append(measurement(work, "random", backbone, size, rendered_frames(size, min(frames, 20)), None,
                                "random init, BatchNorm statistics from rendered scenes"))
     if trained:
-        run_dir = trained_bundle(work, trained).parent / "run"
+        run_dir = trained_run(work, trained)
         images, labels = config_frames(trained, frames)
         out.append(measurement(work, str(run_dir), trained["model"]["backbone"], trained["data"]["size"],
                                images, labels,
