@@ -51,7 +51,7 @@ CODECS = ("none", "zstd", "lz4", "entropy")
 BYTE_CODECS = ("none", "zstd", "lz4")  # codecs of the tensor's bytes: no tables needed
 QUANTIZED = ("int8", "uint8")
 QUANTIZATIONS = ("none", "model", "tensor", "channel")
-FRAMES = ("key", "delta")
+FRAMES = ("key", "delta", "skip")
 SEQUENCE_MOD = 1 << 16  # SharedFeatures.sequence is a uint16
 MAX_NDIM = 8
 
@@ -77,7 +77,7 @@ class EncodedFeatures:
     codec: str
     data: bytes
     quantization: str = "none"  # QUANTIZATIONS: where scale/zero_point come from
-    frame: str = "key"  # FRAMES: coded alone, or against the stream's previous frame
+    frame: str = "key"  # FRAMES: coded alone, against the stream's previous frame, or that frame unchanged
     sequence: int = 0  # per camera stream (mod 2^16)
     source_size: tuple[int, int] = (0, 0)  # camera frame (width, height); (0, 0): not from a camera frame
 
@@ -229,8 +229,8 @@ def _check_header(enc: EncodedFeatures, max_bytes: int) -> np.dtype:
     if enc.codec == "entropy" and enc.quantization != "model":
         raise CodecError("the entropy codec codes the bundle's quantized symbols (QUANT_MODEL), got "
                          f"{enc.dtype} with {enc.quantization} quantization")
-    if enc.frame == "delta" and enc.codec != "entropy":
-        raise CodecError("delta frames exist only with the entropy codec")
+    if enc.frame != "key" and enc.codec != "entropy":
+        raise CodecError(f"{enc.frame} frames exist only with the entropy codec")
     return dt
 
 
@@ -272,11 +272,13 @@ def symbols(enc: EncodedFeatures, max_bytes: int = DEFAULT_MAX_BYTES,
 
 
 def check_delta(enc: EncodedFeatures, max_bytes: int, reference_shape: tuple[int, ...]) -> None:
-    """Header checks of a delta frame against the reference it will be added to."""
+    """Header checks of a delta or skip frame against the reference it refers to."""
     _check_header(enc, max_bytes)
-    if enc.frame != "delta" or tuple(enc.shape) != tuple(reference_shape):
-        raise CodecError(f"delta frame of shape {list(enc.shape)} against a reference of shape "
+    if enc.frame == "key" or tuple(enc.shape) != tuple(reference_shape):
+        raise CodecError(f"{enc.frame} frame of shape {list(enc.shape)} against a reference of shape "
                          f"{list(reference_shape)}; corrupt message")
+    if enc.frame == "skip" and len(enc.data):
+        raise CodecError(f"skip frame {enc.sequence} carries {len(enc.data)} bytes of data; corrupt message")
 
 
 def dequantize(tensor: np.ndarray, enc: EncodedFeatures) -> np.ndarray:
@@ -359,7 +361,10 @@ def _sends_params(quantization: str) -> bool:
 
 def _layout(enc: EncodedFeatures) -> bytes:
     """The data field's prefix: shape, source frame size, then scales and zero points when the
-    frame has its own."""
+    frame has its own. A skip frame carries only the source frame size (the receiver's bundle
+    knows the shape; the size puts its repeated dense results on the camera's grid)."""
+    if enc.frame == "skip":
+        return b"".join(_varint(int(d)) for d in enc.source_size)
     out = _varint(len(enc.shape)) + b"".join(_varint(int(d)) for d in (*enc.shape, *enc.source_size))
     if _sends_params(enc.quantization):
         out += np.ascontiguousarray(enc.scale, "<f4").tobytes() + np.ascontiguousarray(enc.zero_point, "<i4").tobytes()
@@ -412,9 +417,12 @@ def from_message(msg: Any) -> EncodedFeatures:
                           codec=_enum(msg, "CODEC_", msg.codec, "codec"), data=b"", quantization=quantization,
                           frame=_enum(msg, "FRAME_", msg.frame, "frame"), sequence=int(msg.sequence))
     buf = memoryview(msg.data).cast("B") if len(msg.data) else memoryview(b"")
-    ndim, pos = _read_varint(buf, 0)
-    if not 1 <= ndim <= MAX_NDIM:
-        raise CodecError(f"shape has {ndim} dimensions, must have 1..{MAX_NDIM}")
+    if enc.frame == "skip":  # no shape: the bundle's (ServerModel.decode); nothing after the size (check_delta)
+        ndim, pos = 0, 0
+    else:
+        ndim, pos = _read_varint(buf, 0)
+        if not 1 <= ndim <= MAX_NDIM:
+            raise CodecError(f"shape has {ndim} dimensions, must have 1..{MAX_NDIM}")
     shape = []
     for _ in range(ndim + 2):  # the dimensions, then the source frame's width and height
         d, pos = _read_varint(buf, pos)
@@ -423,6 +431,8 @@ def from_message(msg: Any) -> EncodedFeatures:
     if (source_size[0] == 0) != (source_size[1] == 0):
         raise CodecError(f"source frame size {source_size[0]}x{source_size[1]}: both or neither must be 0; "
                          "corrupt message")
+    if enc.frame == "skip":
+        return dataclasses.replace(enc, data=buf[pos:], source_size=source_size)
     scale, zero_point = enc.scale, enc.zero_point
     if _sends_params(quantization):
         n = shape[0] if quantization == "channel" else 1

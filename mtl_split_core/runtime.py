@@ -94,12 +94,14 @@ class EdgeModel:
         a learned bottleneck's fixed quantization.
     keyframe_interval: codec entropy: at most this many frames per stream from one keyframe to
         the next (temporal.TemporalEncoder).
+    dead_zone: codec entropy: residual symbols of magnitude <= dead_zone are sent as 0 (lossy
+        temporal coding; unchanged frames become skip frames). 0 = lossless.
     """
 
     def __init__(self, bundle_dir: str | Path, *, backend: str = "auto", precision: str = "auto",
                  threads: int = 0, max_batch: int = 1, dtype: str | None = None, codec_name: str | None = None,
                  level: int = 3, per_channel: bool = False,
-                 keyframe_interval: int = temporal.DEFAULT_KEYFRAME_INTERVAL) -> None:
+                 keyframe_interval: int = temporal.DEFAULT_KEYFRAME_INTERVAL, dead_zone: int = 0) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
         self.max_batch = max_batch
@@ -119,7 +121,7 @@ class EdgeModel:
                                   f"dtype {spec.dtype}; this bundle has {'no entropy tables' if coders is None else 'them'}"
                                   f", asked dtype {self.dtype}: use codec zstd")
             self._temporal = temporal.TemporalEncoder(*coders, keyframe_interval=keyframe_interval,
-                                                      streams=temporal.StreamTable())
+                                                      streams=temporal.StreamTable(), dead_zone=dead_zone)
         self.backend: Backend
         self.backend, self.backend_reason = open_backend(self.bundle_dir, self.manifest, BACKBONE_FILE, backend,
                                                          precision, max_batch, threads)
@@ -193,6 +195,8 @@ class ServerModel:
     def _for_this_bundle(self, enc: codec.EncodedFeatures) -> codec.EncodedFeatures:
         """enc checked against this bundle's feature shape, with the bundle's quantization filled in."""
         spec = self.manifest.features
+        if enc.frame == "skip":  # the previous frame again: a skip message carries no shape
+            enc = dataclasses.replace(enc, shape=tuple(spec.shape))
         if tuple(enc.shape) != tuple(spec.shape):
             raise CodecError(f"features of shape {list(enc.shape)}, this bundle's heads take "
                              f"{list(spec.shape)}; edge and server run different models")

@@ -92,7 +92,7 @@ class EdgeNode(ManagedNode):
         self._model = EdgeModel(p["bundle"], backend=p["backend"], precision=p["tensorrt_precision"],
                                 threads=p["threads"], max_batch=len(self._inputs) if batching else 1, dtype=p["dtype"] or None,
                                 codec_name=p["codec"] or None, level=p["level"], per_channel=p["per_channel"],
-                                keyframe_interval=p["keyframe_interval"])
+                                keyframe_interval=p["keyframe_interval"], dead_zone=p["dead_zone"])
         self._fingerprint = np.frombuffer(codec.fingerprint(self._model.manifest.model_id), np.uint8)
         # The newest frame of each camera; a newer one replaces it while it waits (a drop).
         policy = BatchPolicy(max_batch=len(self._inputs) if batching else 1,

@@ -267,6 +267,11 @@ EDGE = NodeSpec(
               "others are coded as residuals against the previous frame (a scene change forces a "
               "keyframe). 1 = every frame coded alone. After a lost frame the server resumes at the "
               "next keyframe, so on a lossy (best_effort) link keep it short.", low=1, high=100_000),
+        Param("dead_zone", 0, "integer",
+              "codec entropy, temporal coding: residual symbols of magnitude <= dead_zone are sent as 0 "
+              "(lossy: the server's features stay within dead_zone symbols of the edge's, and never "
+              "drift). A frame left with no change is a skip frame: no payload, and the server "
+              "publishes the previous frame's results again, marked repeated. 0 = lossless.", low=0, high=127),
         Param("level", 3, "integer", "Compression level of zstd (1-22) or lz4 (0-16).", low=0, high=22),
         Param("per_channel", False, "bool",
               "int8/uint8: one scale per channel instead of per tensor (ignored when the "

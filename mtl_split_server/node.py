@@ -44,6 +44,7 @@ FEATURES_TYPE = "mtl_split/msg/SharedFeatures"
 MODEL_MISMATCH = "model_mismatch"
 SCHEMA_MISMATCH = "schema_mismatch"
 BAD_PAYLOAD = "bad_payload"
+REPEATED = "frames_repeated"  # skip frames: the previous frame's results published again, marked repeated
 RESYNC = "resync"  # delta frames whose reference was lost: dropped until the stream's next keyframe
 INFERENCE = "inference"
 NON_FINITE = "non_finite"  # head outputs with NaN/inf: refused, never published
@@ -103,6 +104,7 @@ class Item:
     transport_ms: float
     features: np.ndarray | None = None  # decoded on arrival (temporal coding), else with its batch
     source_size: tuple[int, int] = (0, 0)  # the camera frame's (width, height): the grid of dense results
+    repeated: bool = False  # a skip frame: the stream's previous features, whose results are published again
 
     @property
     def temporal_stream(self) -> tuple[str, bytes, str | bytes]:
@@ -396,7 +398,8 @@ class ServerNode(ManagedNode):
         self._membership.heard(source.robot, now)
         source.voices.put(gid, None, now)
         item = Item(source, msg, (source.topic, frame_key(msg.header.frame_id)), gid, time.perf_counter(),
-                    elapsed_ms(msg.sent_us, self.get_clock().now().nanoseconds), source_size=source_size)
+                    elapsed_ms(msg.sent_us, self.get_clock().now().nanoseconds), source_size=source_size,
+                    repeated=msg.frame == SharedFeatures.FRAME_SKIP)
         if msg.codec == SharedFeatures.CODEC_ENTROPY:
             # Temporal coding: decoded on arrival, in order, so a frame dropped later from the
             # queue does not break its stream's chain of references.
@@ -469,13 +472,15 @@ class ServerNode(ManagedNode):
         self._publish_dense(it, frame, tasks)
         for t, pub in source.task_results.items():
             if t in preds and pub.get_subscription_count():
-                pub.publish(TaskResult(header=header, model_id=model_id, prediction=preds[t]))
+                pub.publish(TaskResult(header=header, model_id=model_id, prediction=preds[t], repeated=it.repeated))
         if source.results.get_subscription_count():
             source.results.publish(MultiTaskResult(
                 header=header, model_id=model_id, predictions=list(preds.values()),
                 edge_compute_ms=it.msg.edge_compute_ms, transport_ms=it.transport_ms,
-                queue_ms=(batch_start - it.ready) * 1e3, server_compute_ms=compute_ms, batch_size=batch_size))
+                queue_ms=(batch_start - it.ready) * 1e3, server_compute_ms=compute_ms, batch_size=batch_size,
+                repeated=it.repeated))
         self.diag.count(FRAMES_OUT)
+        self.diag.count(REPEATED, int(it.repeated))
         self.diag.observe("compute_ms", compute_ms)
 
     def _publish_dense(self, it: Item, frame: dict[str, Result], tasks: list[str]) -> None:

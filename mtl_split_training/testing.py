@@ -38,6 +38,20 @@ def calibrate_batchnorm(model: SplitModel, input_spec: InputSpec, seed: int = 0,
     model.eval()
 
 
+@torch.no_grad()
+def spread_bottleneck(model: SplitModel, input_spec: InputSpec, seed: int = 0) -> None:
+    """Scale the untrained bottleneck encoder so its pre-tanh outputs are about N(0, 1) per
+    channel on rendered scenes: its symbols then use the int8 range and change from frame to
+    frame as a trained code's do (random weights alone give nearly constant symbols)."""
+    images = open_data("shapes", DataOptions(size=input_spec.width, seed=seed)).split("train")
+    x = torch.stack([normalize(images.image(i), input_spec) for i in range(64)])
+    conv = model.encoder.conv
+    pre = conv(model._view(list(model.stages[:model.split_index + 1]))(x)).transpose(0, 1).flatten(1)
+    mean, std = pre.mean(dim=1), pre.std(dim=1).clamp_min(1e-6)
+    conv.weight.div_(std[:, None, None, None])
+    conv.bias.sub_(mean).div_(std)
+
+
 def make_tiny_bundle(
     out_dir: str | Path,
     tasks: Sequence[str] | Mapping[str, Sequence[str]] = ("shape", "scale"),
@@ -57,6 +71,8 @@ def make_tiny_bundle(
     model = SplitModel(spec, _task_specs(tasks))
     input_spec = InputSpec(width=size, height=size)
     calibrate_batchnorm(model, input_spec, seed=seed)
+    if bottleneck:
+        spread_bottleneck(model, input_spec, seed=seed)
     if entropy:  # temporal coding's statistics, as training collects them (untrained prior)
         images = open_data("shapes", DataOptions(size=size, seed=seed)).split("val")
         batches = [torch.stack([normalize(images.image(b * 16 + i), input_spec) for i in range(16)]) for b in range(4)]

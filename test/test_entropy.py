@@ -133,8 +133,9 @@ def _template(q: np.ndarray) -> codec.EncodedFeatures:
     return codec.quantize(q.astype(np.float32), "int8", scale=1.0, zero_point=0)[1]
 
 
-def _sent(frames: list[np.ndarray], interval: int, stream: str = "cam") -> list[codec.EncodedFeatures]:
-    enc = TemporalEncoder(*_coders(frames[0].shape[0]), keyframe_interval=interval)
+def _sent(frames: list[np.ndarray], interval: int, stream: str = "cam", dead_zone: int = 0
+          ) -> list[codec.EncodedFeatures]:
+    enc = TemporalEncoder(*_coders(frames[0].shape[0]), keyframe_interval=interval, dead_zone=dead_zone)
     return [enc.encode(stream, q, _template(q), now=float(i)) for i, q in enumerate(frames)]
 
 
@@ -155,12 +156,37 @@ def test_scene_change_forces_a_keyframe():
     assert sent[10].frame == "key" and sum(e.frame == "key" for e in sent) == 2
 
 
-@pytest.mark.parametrize("fault", ["drop", "reorder", "expire"])
+@pytest.mark.parametrize("dead_zone", [0, 1, 3])
+def test_dead_zone_stays_within_its_bound_never_drifts_and_skips_unchanged_frames(dead_zone):
+    frames = _clip(60, seed=3)
+    frames[30:40] = [frames[30]] * 10  # the camera stops: nothing changes
+    sent = _sent(frames, interval=1000, dead_zone=dead_zone)
+    dec = TemporalDecoder(*_coders())
+    previous = None
+    for i, (e, q) in enumerate(zip(sent, frames)):
+        got = dec.symbols("cam", e, now=float(i))
+        # Never further than the dead zone from the edge's symbols, however long the chain.
+        assert np.abs(got.astype(int) - q.astype(int)).max() <= dead_zone
+        if e.frame == "skip":
+            assert e.data == b"" and e.wire_bytes == 0
+            np.testing.assert_array_equal(got, previous)
+        previous = got
+    kinds = [e.frame for e in sent]
+    assert kinds[0] == "key" and set(kinds[31:40]) == {"skip"}
+    lossless = sum(len(e.data) for e in _sent(frames, interval=1000))
+    coded = sum(len(e.data) for e in sent)
+    assert coded <= lossless and (dead_zone == 0 or kinds.count("skip") > 9 and coded < lossless)
+
+
+@pytest.mark.parametrize("fault", ["drop", "reorder", "expire", "drop_skip"])
 def test_after_a_lost_or_reordered_frame_nothing_wrong_until_the_next_keyframe(fault):
     frames = _clip(30)
+    if fault == "drop_skip":  # the lost frame is a skip frame: what follows refers to it all the same
+        frames[3] = frames[4] = frames[2]
     sent = _sent(frames, interval=10)
+    assert fault != "drop_skip" or sent[4].frame == "skip"
     order = list(range(30))
-    if fault == "drop":
+    if fault in ("drop", "drop_skip"):
         del order[4]
     elif fault == "reorder":
         order[4], order[5] = order[5], order[4]
@@ -175,7 +201,7 @@ def test_after_a_lost_or_reordered_frame_nothing_wrong_until_the_next_keyframe(f
     for i, q in decoded.items():
         np.testing.assert_array_equal(q, frames[i])  # never a wrong result
     # Everything from the fault to the next keyframe (frame 10) is dropped, then it resyncs.
-    assert sorted(dropped) == list(range(5 if fault == "drop" else 4, 10)) and 10 in decoded
+    assert sorted(dropped) == list(range(4 if fault in ("reorder", "expire") else 5, 10)) and 10 in decoded
     assert dec.resync_dropped == len(dropped)
 
 
@@ -215,3 +241,11 @@ def test_message_layout_is_compact_and_round_trips():
             assert back.shape == enc.shape and back.quantization == enc.quantization and back.source_size == size
             if enc.quantization != "model":
                 np.testing.assert_array_equal(codec.decode(back), codec.decode(enc))
+    # A skip frame is the fixed fields and the source frame's size: no shape, no payload.
+    skip = codec.EncodedFeatures("int8", (16, 2, 2), np.ones(1, np.float32), np.zeros(1, np.int32), "entropy", b"",
+                                 "model", "skip", 7, (640, 480))
+    msg = codec.to_message(skip, msgs.SharedFeatures(header=Header(frame_id="camera")))
+    assert len(msg.data) == 4  # two 2-byte varints
+    back = codec.from_message(serialization.deserialize_message(serialization.serialize_message(msg),
+                                                                msgs.SharedFeatures))
+    assert (back.frame, back.sequence, len(back.data), back.source_size) == ("skip", 7, 0, (640, 480))

@@ -1,7 +1,7 @@
 """Entropy and temporal coding through the real nodes: the edge's key and delta frames give
 the offline results; after a dropped and after a reordered delta frame the server publishes
-no wrong result, resyncs at the next keyframe and counts what it dropped; a peer of schema 1
-is refused with the reason."""
+no wrong result, resyncs at the next keyframe and counts what it dropped; skip frames get
+the previous results again, marked repeated; a peer of schema 1 is refused with the reason."""
 from __future__ import annotations
 
 import time
@@ -161,6 +161,42 @@ def test_lost_or_reordered_delta_frames_resync_at_the_next_keyframe(harness, fau
         if 0 <= i < 15:
             assert_result(r, features[i], reference)  # never a wrong result
     assert harness.server.alive
+
+
+def test_skip_frames_publish_the_previous_results_marked_repeated(harness):
+    """A camera that stops: the edge (lossy, dead zone 2) sends skip frames with no payload;
+    the server publishes the previous frame's results again, marked repeated, and counts them."""
+    from mtl_split.msg import SharedFeatures
+
+    frames = clip(4)
+    frames += [frames[-1]] * 4
+    edge = EdgeModel(harness.bundle, threads=1, keyframe_interval=100, dead_zone=2)
+    reference = ServerModel(harness.bundle, threads=1)
+    encoded = edge(frames, ["cam"] * len(frames))
+    kinds = [e.frame for e in encoded]
+    assert kinds[0] == "key" and kinds[4:] == ["skip"] * 4
+    features = [reference.decode(e, "ref") for e in encoded]
+    base = 4_000_000
+    harness.ros.wait_for(lambda: harness.features_pub.get_subscription_count() > 0, 30, "the server to subscribe")
+    before = int(harness.diag().get("frames_repeated", 0))
+    for i, enc in enumerate(encoded):
+        m = codec.to_message(enc, SharedFeatures())
+        m.header.frame_id, m.header.stamp.nanosec = "cam_skip", base + i
+        m.model_fingerprint = np.frombuffer(codec.fingerprint(harness.manifest.model_id), np.uint8)
+        # A skip frame's data is the camera frame's size alone.
+        assert enc.frame != "skip" or len(codec.from_message(m).data) == 0 < len(m.data) <= 6
+        harness.features_pub.publish(m)
+        harness.ros.spin_for(0.05)
+    got = lambda: {stamp_of(r.header)[1] - base: r for r in harness.results["tt"]  # noqa: E731
+                   if base <= stamp_of(r.header)[1] < base + len(frames)}
+    harness.ros.wait_for(lambda: len(got()) == len(frames), 30, "a result for every frame, skipped ones too")
+    harness.ros.wait_for(lambda: int(harness.diag().get("frames_repeated", 0)) >= before + 4, 10,
+                         "the server to count the repeated results")
+    for i, r in got().items():
+        assert r.repeated == (kinds[i] == "skip")
+        assert_result(r, features[i], reference)
+        if r.repeated:
+            assert [p.class_id for p in r.predictions] == [p.class_id for p in got()[i - 1].predictions]
 
 
 def test_schema_1_peer_is_refused_with_the_reason(harness):
