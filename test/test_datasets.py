@@ -34,6 +34,25 @@ def test_shapes_images_are_uint8_rgb_and_deterministic():
     assert not np.array_equal(image, other_seed.image(3))
 
 
+def test_shapes_motion_sees_continuous_poses_labelled_by_the_nearest_angle():
+    """What the video clips show: any camera angle in range, the object off centre."""
+    still, moving = open_data("shapes", SMALL), open_data("shapes_motion", SMALL)
+    orient = [f.name for f in FACTORS].index("orientation")
+    angles = np.asarray(FACTORS[orient].values)
+    for name in ("train", "val", "test"):
+        a, b = still.split(name), moving.split(name)
+        assert b.poses.shape == (len(b), 2)
+        other = np.delete(np.arange(a.combinations.shape[1]), orient)
+        np.testing.assert_array_equal(a.combinations[:, other], b.combinations[:, other])  # same scenes
+        nearest = np.abs(b.poses[:, :1] - angles[None, :]).argmin(axis=1)
+        np.testing.assert_array_equal(b.combinations[:, orient], nearest)
+        assert b.labels(0)["orientation"] == nearest[0]
+    train = moving.split("train")
+    assert len({round(float(v), 3) for v in train.poses[:, 0]}) == len(train)  # not 15 angles: continuous
+    assert not np.array_equal(train.image(0), still.split("train").image(0))
+    np.testing.assert_array_equal(train.image(0), open_data("shapes_motion", SMALL).split("train").image(0))
+
+
 def test_shapes_splits_are_disjoint_and_sized():
     src = open_data("shapes", SMALL)
     combos = {name: {tuple(r) for r in src.split(name).combinations} for name in ("train", "val", "test")}
@@ -225,7 +244,7 @@ def test_csv_errors_are_clear(tmp_path):
 
 def _example_spec(kind: str, tmp_path) -> str:
     """A tiny spec of each registered kind; a new kind adds its example here."""
-    if kind in ("shapes", "scenes"):
+    if kind in ("shapes", "shapes_motion", "scenes"):
         return kind
     if kind == "h5":
         _write_h5(tmp_path / "3dshapes.h5")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .shapes_factors import FACTORS
-from .shapes_render import renderer
+from .shapes_render import OBJECT_X_RANGE, renderer
 
 MOTIONS = ("camera", "object")
 _ORIENT = len(FACTORS) - 1
@@ -41,7 +41,8 @@ def render_clip(size: int, length: int, motion: str, seed: int, deg_per_frame: f
         if motion == "camera":  # turning camera: angle drifts, the object stays in view
             frames.append(r.render(factors, angle_deg=float(np.clip(start + direction * deg_per_frame * t, lo, hi))))
         else:  # object sliding by ~0.4% of the width per frame, back and forth around the centre
-            x = 0.5 + 0.12 * np.sin(2 * np.pi * t / max(length, 1) + rng.uniform(0, 2 * np.pi))
+            centre, swing = sum(OBJECT_X_RANGE) / 2, (OBJECT_X_RANGE[1] - OBJECT_X_RANGE[0]) / 2
+            x = centre + swing * np.sin(2 * np.pi * t / max(length, 1) + rng.uniform(0, 2 * np.pi))
             frames.append(r.render(factors, angle_deg=start, x=float(x)))
     labels = {f.name: v for f, v in zip(FACTORS, factors)}
     return Clip(motion, frames, labels)

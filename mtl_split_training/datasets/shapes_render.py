@@ -23,6 +23,7 @@ _FLOOR, _WALL, _OBJECT, _SCALE, _SHAPE, _ORIENT = range(6)
 _HORIZON = 0.55  # wall/floor edge height at the image centre (fraction of the height)
 _GROUND = 0.80  # where the object stands
 _RADIUS = 0.15  # object half-width at scale 1 (fraction of the size)
+OBJECT_X_RANGE = (0.38, 0.62)  # where a moving object's centre goes (fraction of the width)
 
 
 def _palette() -> np.ndarray:
