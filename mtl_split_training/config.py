@@ -55,13 +55,25 @@ class TrainConfig:
     # Weight of the rate term (bits per frame of the entropy-coded bottleneck, model.entropy)
     # against the sum of task losses: larger = fewer bytes, lower accuracy.
     rate_lambda: float = 0.01
+    rate_warmup_epochs: float = 0.0  # rate_lambda grows linearly from 0 over this many epochs
+    # Start from a trained model (a finished run or model directory): its tensors whose names
+    # and shapes match (backbone stages, heads by task name); a new bottleneck starts fresh.
+    init_from: str | None = None
+    # Learn also a trained model's softened logits (tasks with logits), weighted distill_weight.
+    distill_from: str | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         WEIGHTINGS.get(self.weighting.lower())  # an unknown name fails here, naming the choices
-        if self.rate_lambda < 0:
-            raise TrainingError(f"train.rate_lambda must be >= 0, got {self.rate_lambda}")
+        if self.rate_lambda < 0 or self.rate_warmup_epochs < 0:
+            raise TrainingError(f"train.rate_lambda and train.rate_warmup_epochs must be >= 0, got "
+                                f"{self.rate_lambda} and {self.rate_warmup_epochs}")
+        if self.distill_weight < 0 or self.distill_temperature <= 0:
+            raise TrainingError(f"train.distill_weight must be >= 0 and train.distill_temperature > 0, got "
+                                f"{self.distill_weight} and {self.distill_temperature}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("train.epochs must be >= 1 and train.batch_size >= 2 (BatchNorm)")
 

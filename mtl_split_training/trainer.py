@@ -16,7 +16,7 @@ from mtl_split_core.bundle import TaskSpec
 from mtl_split_core.dense import postprocess
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .datasets import DataSource
 from .datasets.torch_dataset import TorchImages, collate
 from .entropy_model import residual_counts, symbols
@@ -32,6 +32,7 @@ from .errors import TrainingError
 from .models import SplitModel, count_parameters, save_model
 from .task_losses import task_loss
 from .task_metrics import SCORES, meter_for
+from .teacher import Distiller, warm_start
 from .weighting import make_weighting
 
 EpochCallback = Callable[[list[dict[str, Any]]], None]
@@ -59,9 +60,8 @@ def _to(labels: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in labels.items()}
 
 
-def losses(model: SplitModel, shared: list[torch.Tensor], labels: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Every task's loss on the shared representation (task_losses)."""
-    raw = model.raw(shared)
+def losses(model: SplitModel, raw: dict[str, dict[str, torch.Tensor]], labels: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every task's loss on the heads' raw outputs (task_losses)."""
     size = model.spec.input_size
     return {t.name: task_loss(t, raw[t.name], labels[t.name], size) for t in model.tasks}
 
@@ -78,7 +78,7 @@ def evaluate(model: SplitModel, loader: DataLoader, device: torch.device) -> dic
     for images, labels in loader:
         images, labels = images.to(device), _to(labels, device)
         shared = model.shared(images)
-        for task, loss in losses(model, shared, labels).items():
+        for task, loss in losses(model, model.raw(shared), labels).items():
             loss_sum[task] += float(loss) * len(images)
         outputs = {t.name: head(shared).cpu().numpy() for t, head in zip(model.tasks, model.heads)}
         for t in model.tasks:
@@ -102,6 +102,13 @@ def score_line(metrics: dict[str, dict[str, Any]]) -> str:
     return ", ".join(f"{t} {m['metric']} {m['score']:.3f}" for t, m in metrics.items())
 
 
+def rate_weight(train: TrainConfig, epochs_done: float) -> float:
+    """train.rate_lambda, ramped up linearly over train.rate_warmup_epochs: the model first
+    learns the tasks through the bottleneck, then to spend fewer bits on them."""
+    ramp = min(1.0, epochs_done / train.rate_warmup_epochs) if train.rate_warmup_epochs else 1.0
+    return train.rate_lambda * ramp
+
+
 class MemberTrainer:
     """Trains one SplitModel on the given tasks and writes it to member_dir."""
 
@@ -110,7 +117,15 @@ class MemberTrainer:
         self.cfg, self.source, self.tasks, self.dir, self.ctx, self.label = cfg, source, tasks, member_dir, ctx, label
         self.device = pick_device(cfg.train.device, ctx)
         torch.manual_seed(cfg.seed)
-        self.model = SplitModel(cfg.model_spec(), tasks).to(self.device)
+        self.model = SplitModel(cfg.model_spec(), tasks)
+        if cfg.train.init_from:
+            copied, fresh = warm_start(self.model, cfg.train.init_from)
+            if ctx.is_main:
+                tqdm.write(f"[{label}] started from {cfg.train.init_from}: {copied} tensors copied, "
+                           f"{fresh} initialized here")
+        self.model = self.model.to(self.device)
+        self.distiller = None if not cfg.train.distill_from else Distiller(
+            cfg.train.distill_from, self.model, cfg.train.distill_weight, cfg.train.distill_temperature, self.device)
         # One task has nothing to weigh: STL models always train on their plain loss.
         weighting = cfg.train.weighting if len(tasks) > 1 else "sum"
         self.weighting = make_weighting(weighting, [t.name for t in tasks]).to(self.device)
@@ -153,14 +168,18 @@ class MemberTrainer:
             images = images.to(self.device, non_blocking=True)
             code = model.edge(images)
             shared = model.pyramid(code)
-            task_losses = losses(model, shared, _to(labels, self.device))
+            raw = model.raw(shared)
+            task_losses = losses(model, raw, _to(labels, self.device))
+            if self.distiller is not None:
+                for task, extra in self.distiller.losses(images, raw).items():
+                    task_losses[task] = task_losses[task] + extra
             self.optimizer.zero_grad(set_to_none=True)
             rate = None
             if model.prior is not None:
                 # lambda * bits trains the encoder for rate; the detached term fits the prior to
                 # the symbols whatever lambda is (its gradient reaches only the prior).
                 bits = model.prior.bits(symbols(code))
-                rate = cfg.train.rate_lambda * bits + model.prior.bits(symbols(code.detach()))
+                rate = rate_weight(cfg.train, epoch + step / batches) * bits + model.prior.bits(symbols(code.detach()))
                 bits_sum += float(bits.detach())
             self.weighting.backward(task_losses, shared, model, rate)
             average_gradients(params, self.ctx)

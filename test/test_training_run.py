@@ -1,6 +1,7 @@
 """Training runs end to end through the CLI: MTL and STL, resume, export, clear errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -102,3 +103,53 @@ def test_compare_over_seeds_reports_spread_and_delta_m(tmp_path):
     scores = [r["tasks"][0]["mtl_test_accuracy"] for r in result["per_seed"]]
     assert row["mtl"]["mean"] == pytest.approx(sum(scores) / 2)
     assert "± " in (out / "results.md").read_text() and "Delta_m" in (out / "results.md").read_text()
+
+
+def test_warm_start_distillation_and_rate_warmup_from_a_trained_run(tmp_path, capsys):
+    """train.init_from copies a trained model's matching tensors (heads by task name, a new
+    bottleneck fresh), train.distill_from adds the teacher's softened logits as a loss, and
+    train.rate_warmup_epochs ramps the rate weight up from 0."""
+    import torch
+
+    from mtl_split_training.config import TrainConfig
+    from mtl_split_training.models import SplitModel, load_model
+    from mtl_split_training.teacher import Distiller, warm_start
+    from mtl_split_training.trainer import rate_weight
+
+    teacher_dir = tmp_path / "teacher"
+    assert _train(teacher_dir) == 0
+    teacher, _, _ = load_model(teacher_dir)
+    # The student has its tasks in the other order and a bottleneck the teacher lacks.
+    spec = dataclasses.replace(teacher.spec, bottleneck=8)
+    tasks = list(reversed(teacher.tasks))
+    student = SplitModel(spec, tasks)
+    copied, fresh = warm_start(student, teacher_dir)
+    assert copied > 0 and fresh > 0  # the bottleneck starts fresh
+    for a, b in zip(student.stages.state_dict().values(), teacher.stages.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    for i, t in enumerate(tasks):
+        j = [u.name for u in teacher.tasks].index(t.name)
+        for a, b in zip(student.heads[i].state_dict().values(), teacher.heads[j].state_dict().values()):
+            if a.shape == b.shape:
+                torch.testing.assert_close(a, b)
+
+    distiller = Distiller(teacher_dir, student, weight=1.0, temperature=2.0)
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        teacher_raw = teacher.raw(teacher.shared(images))
+        assert all(float(v) < 1e-6 for v in distiller.losses(images, teacher_raw).values())  # itself: no loss
+        extra = distiller.losses(images, student.raw(student.shared(images)))
+    assert set(extra) == {"shape", "scale"} and all(float(v) > 0 for v in extra.values())
+
+    ramp = TrainConfig(rate_lambda=0.01, rate_warmup_epochs=2)
+    assert [rate_weight(ramp, e) for e in (0, 1, 2, 5)] == [0.0, 0.005, 0.01, 0.01]
+    assert rate_weight(TrainConfig(rate_lambda=0.01), 0) == 0.01
+
+    # The whole path through `mtl-split train`, and its one-line errors.
+    assert _train(tmp_path / "student", "model.bottleneck=8", "model.entropy=true", f"train.init_from={teacher_dir}",
+                  f"train.distill_from={teacher_dir}", "train.rate_warmup_epochs=1") == 0
+    assert "tensors copied" in capsys.readouterr().out
+    assert _train(tmp_path / "x", f"train.init_from={tmp_path / 'nothing'}") == 2
+    assert "give a finished training run" in capsys.readouterr().err
+    assert _train(tmp_path / "y", "data.tasks=[shape,orientation]", f"train.distill_from={teacher_dir}") == 2
+    assert "the teacher has no task orientation" in capsys.readouterr().err
