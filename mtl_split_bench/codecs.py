@@ -13,7 +13,8 @@ accuracy, and the codec's encode and decode ms per frame on each side:
   features  the paper's float32 split tensor, per-tensor int8
   bottleneck the learned 16-channel int8 bottleneck (+zstd)
   entropy   bottlenecks trained with a rate term at each --lambdas, entropy-coded frame by frame
-  temporal  the same, with temporal coding (keyframe every 30 frames, residuals between)
+  temporal  the same, with temporal coding (keyframe every 30 frames, residuals between),
+            lossless and at each --dead-zones (lossy residuals, skip frames)
 
 The label-entropy limit (bits a perfect classifier's answers carry, per frame) is a line.
 Models train once and are cached under --work (the sweep over lambda is this benchmark).
@@ -35,6 +36,7 @@ from .message_sizes import feature_message_bytes, image_message_bytes
 from .output import add_common_arguments, png_path, print_table, progress, pyplot, save_figure, write_result
 
 LAMBDAS = (0.001, 0.003, 0.01)
+DEAD_ZONES = (0, 1, 2)
 CRFS = (18, 23, 28, 35)
 GOP = VIDEO_GOP
 KEYFRAME_INTERVAL = 30
@@ -87,9 +89,10 @@ def feature_rows(bundle: Path, frames: list[np.ndarray], labels: dict[str, np.nd
             dec_ms.append((time.perf_counter() - t1) * 1e3)
             encoded.append(e)
         acc = _accuracy(server.predict(np.stack(decoded)), labels)
-        keys = sum(e.frame == "key" for e in encoded)
+        kinds = {k: sum(e.frame == k for e in encoded) for k in ("key", "skip")}
         rows.append(_row(name, kind, [feature_message_bytes(e, model_id) for e in encoded],
-                         [e.wire_bytes for e in encoded], acc, enc_ms, dec_ms, keyframes=keys))
+                         [e.wire_bytes for e in encoded], acc, enc_ms, dec_ms, keyframes=kinds["key"],
+                         skip_frames=kinds["skip"], dead_zone=options.get("dead_zone", 0)))
     return rows
 
 
@@ -131,7 +134,8 @@ def label_entropy_bits(labels: dict[str, np.ndarray]) -> float:
 # --- one data set -----------------------------------------------------------------------------
 
 def measure(bundles: dict[str, Path], frames: list[np.ndarray], labels: dict[str, np.ndarray],
-            streams: list[int], crfs: tuple[int, ...], lambdas: tuple[float, ...]) -> list[dict[str, Any]]:
+            streams: list[int], crfs: tuple[int, ...], lambdas: tuple[float, ...],
+            dead_zones: tuple[int, ...]) -> list[dict[str, Any]]:
     clips = [[f for f, s in zip(frames, streams) if s == k] for k in dict.fromkeys(streams)]
     rows = [*image_rows(bundles["float32"], frames, labels), *video_rows(bundles["float32"], clips, labels, crfs)]
     rows += feature_rows(bundles["float32"], frames, labels, streams, [
@@ -140,12 +144,18 @@ def measure(bundles: dict[str, Path], frames: list[np.ndarray], labels: dict[str
     rows += feature_rows(bundles["bottleneck"], frames, labels, streams, [
         (f"bottleneck{BOTTLENECK} int8", "bottleneck", {"codec_name": "none"}),
         (f"bottleneck{BOTTLENECK} int8+zstd", "bottleneck", {"codec_name": "zstd"})])
-    for lam in lambdas:
-        rows += feature_rows(bundles[f"lambda={lam:g}"], frames, labels, streams, [
-            (f"entropy lambda={lam:g}", "entropy", {"keyframe_interval": 1}),
-            (f"temporal lambda={lam:g}", "temporal", {"keyframe_interval": KEYFRAME_INTERVAL})])
     for r in rows:
-        r["lambda"] = next((lam for lam in lambdas if r["name"].endswith(f"lambda={lam:g}")), None)
+        r["lambda"] = None
+    for lam in lambdas:
+        coded = feature_rows(bundles[f"lambda={lam:g}"], frames, labels, streams, [
+            (f"entropy lambda={lam:g}", "entropy", {"keyframe_interval": 1}),
+            *((f"temporal lambda={lam:g}" + (f" dz={d}" if d else ""), "temporal",
+               {"keyframe_interval": KEYFRAME_INTERVAL, "dead_zone": d}) for d in dead_zones)])
+        for r in coded:
+            r["lambda"] = lam
+            if r["kind"] == "temporal":  # one rate curve (over lambda) per dead zone
+                r["codec"] = f"dead zone {r['dead_zone']}"
+        rows += coded
     return rows
 
 
@@ -196,7 +206,8 @@ def headline(independent: list[dict[str, Any]], coherent: list[dict[str, Any]], 
     }
 
 
-def run_size(size: int, args: argparse.Namespace, lambdas: tuple[float, ...], crfs: tuple[int, ...]) -> dict[str, Any]:
+def run_size(size: int, args: argparse.Namespace, lambdas: tuple[float, ...], crfs: tuple[int, ...],
+             dead_zones: tuple[int, ...]) -> dict[str, Any]:
     epochs = args.epochs or (6 if size <= 64 else 3)
     train_size = args.train_size or (6000 if size <= 64 else 2000)
     cfgs = configs(size, epochs, train_size, lambdas)
@@ -208,7 +219,7 @@ def run_size(size: int, args: argparse.Namespace, lambdas: tuple[float, ...], cr
     for kind, (frames, labels, streams) in progress(data.items(), desc=f"measure {size}px", unit="data set"):
         result[kind] = {"frames": len(frames), "streams": len(set(streams)),
                         "label_entropy_bytes": round(label_entropy_bits(labels) / 8, 3),
-                        "rows": measure(bundles, frames, labels, streams, crfs, lambdas)}
+                        "rows": measure(bundles, frames, labels, streams, crfs, lambdas, dead_zones)}
     result["headline"] = headline(result["independent"]["rows"], result["coherent"]["rows"], size)
     return result
 
@@ -257,6 +268,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambdas", default=",".join(f"{v:g}" for v in LAMBDAS),
                    help="rate weights to train and compare (the lambda sweep)")
     p.add_argument("--crfs", default=",".join(map(str, CRFS)), help="H.264/H.265 CRF values")
+    p.add_argument("--dead-zones", default=",".join(map(str, DEAD_ZONES)),
+                   help="temporal coding's dead zones (symbols; 0 = lossless), one row each")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 6 at 64 px, 3 above)")
     p.add_argument("--train-size", type=int, default=None, help="training frames (default 6000 at 64 px, 2000 above)")
     p.add_argument("--frames", type=int, default=600, help="independent test frames")
@@ -268,7 +281,10 @@ def main(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in (args.sizes or ("64,224" if args.full else "64")).split(",")]
     lambdas = tuple(float(v) for v in args.lambdas.split(","))
     crfs = tuple(int(v) for v in args.crfs.split(","))
-    by_size = {str(s): run_size(s, args, lambdas, crfs) for s in sizes}
+    dead_zones = tuple(int(v) for v in args.dead_zones.split(","))
+    if min(dead_zones) < 0:
+        raise ValueError(f"--dead-zones must be >= 0, got {args.dead_zones}")
+    by_size = {str(s): run_size(s, args, lambdas, crfs, dead_zones) for s in sizes}
     result = {"benchmark": "codecs", "sizes": sizes, "tasks": list(TASKS), "keyframe_interval": KEYFRAME_INTERVAL,
               "gop": GOP, "by_size": by_size,
               "bytes": "message_bytes = serialized ROS message per frame (SharedFeatures, Image, CompressedImage; "

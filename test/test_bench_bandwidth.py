@@ -81,3 +81,27 @@ def test_split_bench_and_plan(work, tmp_path, capsys):
     assert "recommended:" in capsys.readouterr().out
     assert main(["plan", "--backbone", "vgg16", "--bandwidth", "5.85", "--report", str(out)]) == 2
     assert main(["plan", "--backbone", "vgg16", "--bandwidth", "5.85", "--report", str(tmp_path / "no.json")]) == 2
+
+
+def test_codecs_bench_rows_and_dead_zones(work, tmp_path):
+    """`bench codecs` at its tiniest: every row kind, and temporal coding at each dead zone -
+    a lossy row never costs more than the lossless one, and skip frames are counted."""
+    from mtl_split_tools.cli import main
+
+    out = tmp_path / "codecs.json"
+    assert main(["bench", "codecs", "--sizes", "32", "--epochs", "1", "--train-size", "64", "--frames", "30",
+                 "--clips", "2", "--clip-length", "15", "--lambdas", "0.01", "--crfs", "28", "--dead-zones", "0,3",
+                 "--out", str(out), "--work", str(work)]) == 0
+    result = json.loads(out.read_text())["by_size"]["32"]
+    for kind in ("independent", "coherent"):
+        rows = {r["name"]: r for r in result[kind]["rows"]}
+        assert {"JPEG-90", "H.264 CRF 28", "H.265 CRF 28", "float32 (paper)", "entropy lambda=0.01",
+                "temporal lambda=0.01", "temporal lambda=0.01 dz=3"} <= set(rows)
+        lossless, lossy = rows["temporal lambda=0.01"], rows["temporal lambda=0.01 dz=3"]
+        assert (lossless["dead_zone"], lossy["dead_zone"], lossy["lambda"]) == (0, 3, 0.01)
+        assert lossless["skip_frames"] <= lossy["skip_frames"]
+        assert lossy["payload_bytes"] <= lossless["payload_bytes"] <= rows["entropy lambda=0.01"]["payload_bytes"]
+        assert rows["entropy lambda=0.01"]["keyframes"] == result[kind]["frames"]
+        assert all(0 <= r["mean_accuracy"] <= 1 and r["message_bytes"] > 0 for r in rows.values())
+    assert result["coherent"]["streams"] == 2 and result["headline"]["coherent"]["row"]
+    assert out.with_suffix(".png").stat().st_size > 0
