@@ -188,7 +188,8 @@ def headline(independent: list[dict[str, Any]], coherent: list[dict[str, Any]], 
     ind = best(independent, ("entropy", "temporal"), f32["mean_accuracy"] - AIM_POINTS / 100)
     ratio = jpg["message_bytes"] / ind["message_bytes"]
     points = 100 * (ind["mean_accuracy"] - f32["mean_accuracy"])
-    h264 = by(coherent, "H.264 CRF 23")
+    # The aim is against CRF 23; with other --crfs, the nearest one measured.
+    h264 = min((r for r in coherent if r.get("codec") == "H.264"), key=lambda r: abs(r["crf"] - 23))
     coh = best(coherent, ("temporal", "entropy"), h264["mean_accuracy"])
     fraction = coh["message_bytes"] / h264["message_bytes"]
     ms = coh["encode_ms"] + coh["decode_ms"]
@@ -199,7 +200,7 @@ def headline(independent: list[dict[str, Any]], coherent: list[dict[str, Any]], 
                         "aim_15x_met": bool(ratio >= AIM_JPEG_RATIO and points >= -AIM_POINTS),
                         "goal_20x_met": bool(ratio >= AIM_GOAL_RATIO and points >= -AIM_POINTS)},
         "coherent": {"row": coh["name"], "message_bytes": coh["message_bytes"], "accuracy": coh["mean_accuracy"],
-                     "h264_crf23_message_bytes": h264["message_bytes"], "h264_crf23_accuracy": h264["mean_accuracy"],
+                     "h264_row": h264["name"], "h264_crf23_message_bytes": h264["message_bytes"], "h264_crf23_accuracy": h264["mean_accuracy"],
                      "fraction_of_h264": round(fraction, 3),
                      "aim_met": bool(fraction <= AIM_H264_FRACTION and coh["mean_accuracy"] >= h264["mean_accuracy"])},
         "codec_ms": {"row": coh["name"], "encode_plus_decode_ms": round(ms, 4), "aim_met": bool(ms <= AIM_MS)},
@@ -304,7 +305,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{s} px independent: {i['row']} {i['message_bytes']} B vs JPEG-90 {i['jpeg90_message_bytes']} B = "
               f"{i['ratio_vs_jpeg90']}x, {i['points_vs_float32']:+.2f} points vs float32 -> 15x aim "
               f"{'met' if i['aim_15x_met'] else 'NOT met'}, 20x goal {'met' if i['goal_20x_met'] else 'NOT met'}")
-        print(f"{s} px coherent: {c['row']} {c['message_bytes']} B at {c['accuracy']} vs H.264 CRF 23 "
+        print(f"{s} px coherent: {c['row']} {c['message_bytes']} B at {c['accuracy']} vs {c['h264_row']} "
               f"{c['h264_crf23_message_bytes']} B at {c['h264_crf23_accuracy']} = {c['fraction_of_h264']} -> aim "
               f"{'met' if c['aim_met'] else 'NOT met'}; codec {m['encode_plus_decode_ms']} ms/frame -> "
               f"{'met' if m['aim_met'] else 'NOT met'}")
