@@ -91,7 +91,8 @@ class EncodedFeatures:
 
     @property
     def wire_bytes(self) -> int:
-        """Bytes of the message's data field: shape, quantization parameters (if sent), tensor."""
+        """Bytes of the message's data field: shape, source frame size, quantization parameters
+        (if sent), tensor."""
         return len(_layout(self)) + len(self.data)
 
 

@@ -47,8 +47,9 @@ def test_live_replay_equals_offline(tmp_path, tiny_bundle, bag, compressed):
         assert live["tasks"][task]["confusion"] == offline["tasks"][task]["confusion"]
     lat = live["latency_ms"]
     assert 0 < lat["edge_compute"]["p50"] < lat["end_to_end"]["p50"]
-    # float32 576x1x1 at 32 px, after the shape's varints (ndim 3, 576 in two bytes, 1, 1)
-    assert live["bytes_per_frame"]["features_payload"] == 576 * 1 * 1 * 4 + 5
+    # float32 576x1x1 at 32 px, after the shape's varints (ndim 3, 576 in two bytes, 1, 1) and
+    # the 32x32 camera frame's (one byte each)
+    assert live["bytes_per_frame"]["features_payload"] == 576 * 1 * 1 * 4 + 5 + 2
     assert live["fps"] > 5
 
 
