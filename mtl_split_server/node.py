@@ -55,7 +55,8 @@ NOT_SERVED = "not_served"  # max_robots reached, or a listed topic that belongs 
 RELEASED = "released"  # dropped.<reason>: frames waiting when their robot was released
 AUDIT_PER_PASS = 16  # robots whose QoS and publishers are checked per look at the graph
 INFO_WAIT_S = 10.0  # how long the BackboneInfo of a robot taken on is waited for
-SILENT_PUBLISHER_S = 5.0  # a publisher none of whose frames arrived for this long (since the robot was taken on) is reported
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # rmw's name for an endpoint whose node the graph does not know (yet)
+SILENT_PUBLISHER_S = 5.0  # a publisher none of whose frames arrived for this long (since it was first seen) is reported
 MAX_VOICES = 16  # publishers per robot whose last usable frame is remembered
 FRAME_ID_KEY = 64  # longer frame_ids are keyed by a digest (a 64 KB frame_id must not be held per stream)
 
@@ -77,6 +78,7 @@ class Source:
     dense: dict[str, DensePublishers] = field(default_factory=dict)
     losses: StreamLosses = field(default_factory=lambda: StreamLosses(gap_settle_s=0.0))  # gaps count at once
     voices: BoundedTable[bytes, None] = field(default_factory=lambda: BoundedTable(MAX_VOICES))
+    seen: BoundedTable[bytes, float] = field(default_factory=lambda: BoundedTable(MAX_VOICES))  # gid -> first seen
     reported: set[tuple[str, bytes]] = field(default_factory=set)  # incompatible peers already counted
 
     @property
@@ -341,8 +343,15 @@ class ServerNode(ManagedNode):
             self._type_hash = str(ours[0].topic_type_hash) if ours else None
         now = time.monotonic()
         for pub in publishers:
-            who = f"{pub.node_namespace.rstrip('/')}/{pub.node_name}"
             gid = bytes(pub.endpoint_gid)
+            first = source.seen.get(gid, now)
+            if first is None:
+                first = now
+                source.seen.put(gid, now, now)
+            named = pub.node_name != UNKNOWN_NODE
+            if not named and now - first < SILENT_PUBLISHER_S:
+                continue  # the graph names a ROS node shortly after its endpoints; a plain DDS writer never
+            who = f"{pub.node_namespace.rstrip('/')}/{pub.node_name}" if named else "a publisher with no ROS node name"
             if self._type_hash is not None and str(pub.topic_type_hash) != self._type_hash:
                 if (source.topic, gid) not in source.reported:
                     source.reported.add((source.topic, gid))
@@ -350,11 +359,11 @@ class ServerNode(ManagedNode):
                         f"{who} publishes {FEATURES_TYPE} of another definition (type hash {pub.topic_type_hash}): "
                         f"another mtl_split release, whose frames cannot reach this server (it reads SharedFeatures "
                         f"schema {SharedFeatures.SCHEMA_VERSION}); run the same release on edge and server"))
-            elif (gid not in source.voices and now - source.robot.since >= SILENT_PUBLISHER_S
+            elif (gid not in source.voices and now - first >= SILENT_PUBLISHER_S
                   and (SILENT_PUBLISHER, gid) not in source.reported):
                 source.reported.add((SILENT_PUBLISHER, gid))
                 self.diag.warn(source.topic, SILENT_PUBLISHER, (
-                    f"{who} publishes on {source.topic}, and in {now - source.robot.since:.0f} s not one of its frames "
+                    f"{who} publishes on {source.topic}, and in {now - first:.0f} s not one of its frames "
                     f"was of this server's model: frames of another model are filtered out by their model "
                     f"fingerprint (the edge's backbone_info names its model), or it has sent none"))
 
