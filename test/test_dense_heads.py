@@ -142,13 +142,19 @@ def test_dense_mtl_trains_with_any_weighting(tmp_path, weighting):
 
 
 def test_bench_dense_measures_bytes_metrics_and_compute(dense_bundle):
-    from mtl_split_bench.dense import measure
+    from mtl_split_bench.dense import image_rows, measure
     from mtl_split_training.datasets import DataOptions, open_data
 
     split = open_data("scenes", DataOptions(size=32, test_size=3, tasks=("segmentation", "depth", "detection"))
                       ).split("test")
     samples = [split.sample(i) for i in range(3)]
-    row = measure(dense_bundle, [s[0] for s in samples], [s[1] for s in samples])
-    assert row["split_shape"] == [4, 2, 2] and row["wire"] == "int8/zstd" and 0 < row["bytes_per_frame"] < 64
+    frames, labels = [s[0] for s in samples], [s[1] for s in samples]
+    row = measure(dense_bundle, frames, labels)
+    assert row["split_shape"] == [4, 2, 2] and row["wire"] == "int8/zstd" and 0 < row["payload_bytes"] < 64
+    assert row["message_bytes"] > row["payload_bytes"]
     assert {"segmentation_miou", "depth_abs_rel", "detection_map50"} <= set(row)
     assert row["edge_ms"] > 0 and row["server_ms"] > 0
+    images = {r["name"]: r for r in image_rows(dense_bundle, frames, labels)}
+    assert set(images) == {"JPEG-90", "H.264 CRF 23", "H.264 CRF 28"}
+    assert all(r["message_bytes"] > r["payload_bytes"] > 0 and 0 <= r["segmentation_miou"] <= 1
+               for r in images.values())
