@@ -75,6 +75,23 @@ def test_bottleneck_features_sit_on_the_fixed_int8_grid(tmp_path):
     assert np.abs(q).max() <= 127.001
 
 
+def test_bottleneck_export_check_allows_a_rounding_flip_and_nothing_more():
+    from mtl_split_training.bottleneck import INT8_SCALE
+    from mtl_split_training.errors import TrainingError
+    from mtl_split_training.export import _check_grid
+
+    ours = np.round(np.random.default_rng(0).uniform(-127, 127, size=(2, 8, 8, 8))) * INT8_SCALE
+    one_flip = ours.copy()
+    one_flip.flat[5] += INT8_SCALE  # a value on a rounding boundary, rounded the other way
+    _check_grid(ours, one_flip)
+    two_steps = ours.copy()
+    two_steps.flat[5] += 2 * INT8_SCALE
+    with pytest.raises(TrainingError, match="2 int8 steps"):
+        _check_grid(ours, two_steps)
+    with pytest.raises(TrainingError, match="not exportable"):
+        _check_grid(ours, ours + INT8_SCALE)  # every value one step off: a broken export
+
+
 def test_tiny_bundle_manifest_and_task_mapping(tmp_path):
     manifest = make_tiny_bundle(tmp_path / "t", tasks={"colour": ["red", "green"], "size": ["s", "m", "l"]}, size=40)
     loaded = load_manifest(tmp_path / "t")  # verifies model_id and every file hash
