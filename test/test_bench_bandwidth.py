@@ -105,3 +105,19 @@ def test_codecs_bench_rows_and_dead_zones(work, tmp_path):
         assert all(0 <= r["mean_accuracy"] <= 1 and r["message_bytes"] > 0 for r in rows.values())
     assert result["coherent"]["streams"] == 2 and result["headline"]["coherent"]["row"]
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_codecs_headline_picks_the_smallest_of_equally_accurate_rows():
+    from mtl_split_bench.codecs import headline
+
+    def row(name, kind, size, acc, **extra):
+        return {"name": name, "kind": kind, "message_bytes": size, "mean_accuracy": acc, "encode_ms": 0.1,
+                "decode_ms": 0.1, **extra}
+
+    independent = [row("float32 (paper)", "features", 9000, 0.99), row("JPEG-90", "image", 1400, 0.98),
+                   row("entropy", "entropy", 100, 0.985), row("temporal", "temporal", 99, 0.985)]
+    coherent = [row("H.264 CRF 23", "video", 150, 0.80, codec="H.264", crf=23),
+                row("entropy", "entropy", 76, 0.77), row("temporal", "temporal", 66, 0.77)]
+    h = headline(independent, coherent, 64)
+    assert (h["independent"]["row"], h["coherent"]["row"]) == ("temporal", "temporal")
+    assert not h["coherent"]["aim_met"] and h["coherent"]["fraction_of_h264"] == 0.44
