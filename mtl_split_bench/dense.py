@@ -67,17 +67,22 @@ def _config(wire: Wire, full: bool) -> dict[str, Any]:
     return raw
 
 
-def score(bundle: Path, frames: list[np.ndarray], labels: list[dict[str, Any]], **edge_options: Any
-          ) -> tuple[dict[str, float], list[Any]]:
-    """The dense metrics of a bundle on frames (what the edge sees) and each frame's encoding."""
-    from mtl_split_core.bundle import load_manifest
+def _models(bundle: Path, **edge_options: Any) -> tuple[Any, Any]:
+    """The edge and server halves of a bundle, one thread each (per-frame ms, not throughput)."""
     from mtl_split_core.runtime import EdgeModel, ServerModel
+
+    return EdgeModel(bundle, threads=1, **edge_options), ServerModel(bundle, threads=1)
+
+
+def score(edge: Any, server: Any, frames: list[np.ndarray], labels: list[dict[str, Any]]
+          ) -> tuple[dict[str, float], list[Any]]:
+    """The dense metrics of a model on frames (what the edge sees) and each frame's encoding."""
     from mtl_split_training.task_metrics import meter_for
 
-    manifest = load_manifest(bundle)
-    edge, server = EdgeModel(bundle, threads=1, **edge_options), ServerModel(bundle, threads=1)
+    manifest = edge.manifest
     meters = {t.name: meter_for(t) for t in manifest.tasks if t.dense}
     size = (manifest.input.width, manifest.input.height)
+    edge.reset_streams()
     encoded = []
     for image, truth in zip(frames, labels):
         enc = edge([image])[0]
@@ -95,29 +100,28 @@ def measure(bundle: Path, frames: list[np.ndarray], labels: list[dict[str, Any]]
     """One feature row: metrics, median message and payload bytes, edge and server ms per frame.
     Frames are independent scenes: an entropy-coded bundle codes each one alone."""
     from mtl_split_core.bundle import load_manifest
-    from mtl_split_core.runtime import EdgeModel, ServerModel
 
     from .timing import median_ms
 
     manifest = load_manifest(bundle)
-    options = {"keyframe_interval": 1} if manifest.features.codec == "entropy" else {}
-    metrics, encoded = score(bundle, frames, labels, **options)
-    edge, server = EdgeModel(bundle, threads=1, **options), ServerModel(bundle, threads=1)
-    enc = edge([frames[0]])[0]
+    edge, server = _models(bundle, **({"keyframe_interval": 1} if manifest.features.codec == "entropy" else {}))
+    metrics, encoded = score(edge, server, frames, labels)
     return {"kind": "features", "message_bytes": int(np.median([feature_message_bytes(e, manifest.model_id)
                                                                 for e in encoded])),
             "payload_bytes": int(np.median([e.wire_bytes for e in encoded])),
             "split_shape": list(manifest.features.shape), "wire": f"{edge.dtype}/{edge.codec}",
             "edge_ms": round(median_ms(lambda: edge([frames[0]]), 20), 3),
-            "server_ms": round(median_ms(lambda: server.predict(server.decode(enc)[None]), 20), 3), **metrics}
+            "server_ms": round(median_ms(lambda: server.predict(server.decode(encoded[0])[None]), 20), 3),
+            **metrics}
 
 
 def image_rows(reference: Path, frames: list[np.ndarray], labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The frame itself sent as JPEG-90 or H.264 (PyAV, as ffmpeg_image_transport sends it);
     the server decodes it and runs the whole reference model."""
+    edge, server = _models(reference)
     rows = []
     data = [jpeg(f, 90) for f in frames]
-    metrics, _ = score(reference, [decode_image(d) for d in data], labels)
+    metrics, _ = score(edge, server, [decode_image(d) for d in data], labels)
     rows.append({"name": "JPEG-90", "kind": "image", "message_bytes": int(np.median(
         [image_message_bytes(d, "jpeg") for d in data])), "payload_bytes": int(np.median([len(d) for d in data])),
         **metrics})
@@ -128,7 +132,7 @@ def image_rows(reference: Path, frames: list[np.ndarray], labels: list[dict[str,
             p, d, _, _ = video(run, "libx264", crf)
             packets += p
             seen += d
-        metrics, _ = score(reference, seen, labels)
+        metrics, _ = score(edge, server, seen, labels)
         rows.append({"name": f"H.264 CRF {crf}", "kind": "video",
                      "message_bytes": round(sum(image_message_bytes(p, "h264") for p in packets) / len(seen)),
                      "payload_bytes": round(sum(len(p) for p in packets) / len(seen)), **metrics})

@@ -77,10 +77,12 @@ def _check_against_torch(model: SplitModel, out_dir: Path, images: torch.Tensor)
     heads = ort.InferenceSession(str(out_dir / HEADS_FILE), options, providers=["CPUExecutionProvider"])
     onnx_features = edge.run([FEATURES_NAME], {IMAGE_INPUT: images.numpy()})[0]
     onnx_logits = heads.run(None, {FEATURES_NAME: features.numpy()})
+    checks = [(t.output, l, o) for t, l, o in zip(model.tasks, logits, onnx_logits)]
     if model.encoder is not None:
         _check_grid(features.numpy(), onnx_features)
-    checks = [] if model.encoder is not None else [(FEATURES_NAME, features, onnx_features)]
-    for name, ours, theirs in [*checks, *[(t.output, l, o) for t, l, o in zip(model.tasks, logits, onnx_logits)]]:
+    else:
+        checks.insert(0, (FEATURES_NAME, features, onnx_features))
+    for name, ours, theirs in checks:
         err = float(np.abs(ours.numpy() - theirs).max())
         scale = 1.0 + float(np.abs(ours.numpy()).max())
         if err > _TOLERANCE * scale:
