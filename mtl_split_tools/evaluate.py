@@ -130,6 +130,15 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
     return extra, predicted
 
 
+def _recording_viz() -> dict[str, Any]:
+    """The drawing node of a recording: it waits for a frame's results as long as the replay
+    does, and holds as many frames as a starved process may fall behind by (its defaults
+    suit a live view, not a record of every frame)."""
+    from .replay import RESULT_TIMEOUT_S
+
+    return {"pair_timeout_s": RESULT_TIMEOUT_S, "image_qos_depth": 100, "max_pending": 100}
+
+
 def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], recording: Any = None
              ) -> tuple[dict, dict[int, dict[str, Any]]]:
     """Replay into the user's running pipeline (--attach), or into nodes started here on a
@@ -142,7 +151,8 @@ def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], recordi
     with PrivateDomain():
         nodes = plan("pipeline", LaunchArgs(bundle=str(opts.bundle.resolve()), camera_topic=frames[0].topic,
                                             namespace=opts.namespace, viz=recording is not None,
-                                            overrides={"edge": dict(opts.edge_params or {})}))
+                                            overrides={"edge": dict(opts.edge_params or {}),
+                                                       "viz": _recording_viz()}))
         with NodeProcesses(nodes, log_dir=opts.out / "logs") as procs:
             return _replay_live(opts, manifest, frames, procs, recording)
 
