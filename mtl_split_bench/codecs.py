@@ -11,13 +11,14 @@ accuracy, and the codec's encode and decode ms per frame on each side:
   video     H.264 and H.265 through PyAV like ffmpeg_image_transport (libx264/libx265,
             zerolatency, veryfast, yuv420p, GOP 30) at several CRFs, whole model on decoded frames
   features  the paper's float32 split tensor, per-tensor int8
-  bottleneck the learned 16-channel int8 bottleneck (+zstd)
+  bottleneck the learned int8 bottleneck, 16 channels or --bottleneck (+zstd)
   entropy   bottlenecks trained with a rate term at each --lambdas, entropy-coded frame by frame
   temporal  the same, with temporal coding (keyframe every 30 frames, residuals between),
             lossless and at each --dead-zones (lossy residuals, skip frames)
 
 The label-entropy limit (bits a perfect classifier's answers carry, per frame) is a line.
-Models train once and are cached under --work (the sweep over lambda is this benchmark).
+Models train once and are cached under --work (the sweep over lambda is this benchmark);
+with --warm-start the bottleneck models start from the trained float32 split and distill it.
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from mtl_split_core.errors import MtlSplitError
+
 from .bandwidth import TASKS, _accuracy, image_rows, train_config
-from .bundles import trained_bundle
+from .bundles import trained_bundle, trained_run
 from .frames import config_frames
 from .image_codecs import VIDEO_GOP, video
 from .message_sizes import feature_message_bytes, image_message_bytes
@@ -44,12 +47,13 @@ BOTTLENECK = 16
 AIM_JPEG_RATIO, AIM_GOAL_RATIO, AIM_POINTS, AIM_H264_FRACTION, AIM_MS = 15.0, 20.0, 1.0, 1 / 3, 1.0
 
 
-def configs(size: int, epochs: int, train_size: int, lambdas: tuple[float, ...]) -> dict[str, dict[str, Any]]:
+def configs(size: int, epochs: int, train_size: int, lambdas: tuple[float, ...],
+            bottleneck: int = BOTTLENECK) -> dict[str, dict[str, Any]]:
     """The benchmark's models: the paper's float32 split, the int8 bottleneck, one per lambda."""
     out = {"float32": train_config(size, epochs, train_size, None),
-           "bottleneck": train_config(size, epochs, train_size, BOTTLENECK)}
+           "bottleneck": train_config(size, epochs, train_size, bottleneck)}
     for lam in lambdas:
-        cfg = train_config(size, epochs, train_size, BOTTLENECK)
+        cfg = train_config(size, epochs, train_size, bottleneck)
         cfg["name"] = f"bench_codecs_lambda{lam:g}"
         cfg["model"]["entropy"] = True
         cfg["train"]["rate_lambda"] = lam
@@ -135,15 +139,15 @@ def label_entropy_bits(labels: dict[str, np.ndarray]) -> float:
 
 def measure(bundles: dict[str, Path], frames: list[np.ndarray], labels: dict[str, np.ndarray],
             streams: list[int], crfs: tuple[int, ...], lambdas: tuple[float, ...],
-            dead_zones: tuple[int, ...]) -> list[dict[str, Any]]:
+            dead_zones: tuple[int, ...], bottleneck: int = BOTTLENECK) -> list[dict[str, Any]]:
     clips = [[f for f, s in zip(frames, streams) if s == k] for k in dict.fromkeys(streams)]
     rows = [*image_rows(bundles["float32"], frames, labels), *video_rows(bundles["float32"], clips, labels, crfs)]
     rows += feature_rows(bundles["float32"], frames, labels, streams, [
         ("float32 (paper)", "features", {"dtype": "float32", "codec_name": "none"}),
         ("int8", "features", {"dtype": "int8", "codec_name": "none"})])
     rows += feature_rows(bundles["bottleneck"], frames, labels, streams, [
-        (f"bottleneck{BOTTLENECK} int8", "bottleneck", {"codec_name": "none"}),
-        (f"bottleneck{BOTTLENECK} int8+zstd", "bottleneck", {"codec_name": "zstd"})])
+        (f"bottleneck{bottleneck} int8", "bottleneck", {"codec_name": "none"}),
+        (f"bottleneck{bottleneck} int8+zstd", "bottleneck", {"codec_name": "zstd"})])
     for r in rows:
         r["lambda"] = None
     for lam in lambdas:
@@ -214,7 +218,12 @@ def run_size(size: int, args: argparse.Namespace, lambdas: tuple[float, ...], cr
              dead_zones: tuple[int, ...]) -> dict[str, Any]:
     epochs = args.epochs or (6 if size <= 64 else 3)
     train_size = args.train_size or (6000 if size <= 64 else 2000)
-    cfgs = configs(size, epochs, train_size, lambdas)
+    cfgs = configs(size, epochs, train_size, lambdas, args.bottleneck)
+    if args.warm_start:  # every bottleneck starts from, and learns from, the trained float32 split
+        start = str(trained_run(args.work, cfgs["float32"]).resolve())
+        for name, cfg in cfgs.items():
+            if name != "float32":
+                cfg["train"].update(init_from=start, distill_from=start)
     bundles = {k: trained_bundle(args.work, c)
                for k, c in progress(cfgs.items(), desc=f"train {size}px (cached)", unit="model")}
     data = {"independent": independent_data(cfgs["float32"], args.frames),
@@ -223,7 +232,8 @@ def run_size(size: int, args: argparse.Namespace, lambdas: tuple[float, ...], cr
     for kind, (frames, labels, streams) in progress(data.items(), desc=f"measure {size}px", unit="data set"):
         result[kind] = {"frames": len(frames), "streams": len(set(streams)),
                         "label_entropy_bytes": round(label_entropy_bits(labels) / 8, 3),
-                        "rows": measure(bundles, frames, labels, streams, crfs, lambdas, dead_zones)}
+                        "rows": measure(bundles, frames, labels, streams, crfs, lambdas, dead_zones,
+                                        args.bottleneck)}
     result["headline"] = headline(result["independent"]["rows"], result["coherent"]["rows"], size)
     return result
 
@@ -276,6 +286,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="temporal coding's dead zones (symbols; 0 = lossless), one row each")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 6 at 64 px, 3 above)")
     p.add_argument("--train-size", type=int, default=None, help="training frames (default 6000 at 64 px, 2000 above)")
+    p.add_argument("--bottleneck", type=int, default=BOTTLENECK,
+                   help="channels of the learned int8 bottleneck (the code's width: fewer symbols per frame)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="bottleneck models start from the trained float32 split and distill it "
+                        "(train.init_from + distill_from): what a 224 px bottleneck needs on a short schedule")
     p.add_argument("--frames", type=int, default=600, help="independent test frames")
     p.add_argument("--clips", type=int, default=6, help="coherent clips (alternating camera and object motion)")
     p.add_argument("--clip-length", type=int, default=90, help="frames per clip")
@@ -287,7 +302,9 @@ def main(args: argparse.Namespace) -> int:
     crfs = tuple(int(v) for v in args.crfs.split(","))
     dead_zones = tuple(int(v) for v in args.dead_zones.split(","))
     if min(dead_zones) < 0:
-        raise ValueError(f"--dead-zones must be >= 0, got {args.dead_zones}")
+        raise MtlSplitError(f"--dead-zones must be >= 0, got {args.dead_zones}")
+    if args.bottleneck < 1:
+        raise MtlSplitError(f"--bottleneck must be >= 1 channel, got {args.bottleneck}")
     by_size = {str(s): run_size(s, args, lambdas, crfs, dead_zones) for s in sizes}
     result = {"benchmark": "codecs", "sizes": sizes, "tasks": list(TASKS), "keyframe_interval": KEYFRAME_INTERVAL,
               "gop": GOP, "by_size": by_size,

@@ -85,17 +85,22 @@ def test_split_bench_and_plan(work, tmp_path, capsys):
 
 def test_codecs_bench_rows_and_dead_zones(work, tmp_path):
     """`bench codecs` at its tiniest: every row kind, and temporal coding at each dead zone -
-    a lossy row never costs more than the lossless one, and skip frames are counted."""
+    a lossy row never costs more than the lossless one, and skip frames are counted. The
+    bottlenecks (4 channels) start from the float32 split (--warm-start)."""
     from mtl_split_tools.cli import main
 
     out = tmp_path / "codecs.json"
     assert main(["bench", "codecs", "--sizes", "32", "--epochs", "1", "--train-size", "64", "--frames", "30",
                  "--clips", "2", "--clip-length", "15", "--lambdas", "0.01", "--crfs", "28", "--dead-zones", "0,3",
-                 "--out", str(out), "--work", str(work)]) == 0
+                 "--bottleneck", "4", "--warm-start", "--out", str(out), "--work", str(work)]) == 0
     result = json.loads(out.read_text())["by_size"]["32"]
+    training = result["training"]
+    start = training["bottleneck"]["train"]["init_from"]
+    assert start and training["lambda=0.01"]["train"]["distill_from"] == start
+    assert training["lambda=0.01"]["model"]["bottleneck"] == 4 and "init_from" not in training["float32"]["train"]
     for kind in ("independent", "coherent"):
         rows = {r["name"]: r for r in result[kind]["rows"]}
-        assert {"JPEG-90", "H.264 CRF 28", "H.265 CRF 28", "float32 (paper)", "entropy lambda=0.01",
+        assert {"JPEG-90", "H.264 CRF 28", "H.265 CRF 28", "float32 (paper)", "bottleneck4 int8", "entropy lambda=0.01",
                 "temporal lambda=0.01", "temporal lambda=0.01 dz=3"} <= set(rows)
         lossless, lossy = rows["temporal lambda=0.01"], rows["temporal lambda=0.01 dz=3"]
         assert (lossless["dead_zone"], lossy["dead_zone"], lossy["lambda"]) == (0, 3, 0.01)
@@ -105,6 +110,15 @@ def test_codecs_bench_rows_and_dead_zones(work, tmp_path):
         assert all(0 <= r["mean_accuracy"] <= 1 and r["message_bytes"] > 0 for r in rows.values())
     assert result["coherent"]["streams"] == 2 and result["headline"]["coherent"]["row"]
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("flag", [["--dead-zones", "0,-1"], ["--bottleneck", "0"]])
+def test_codecs_bench_refuses_bad_options_in_one_line(flag, tmp_path, capsys):
+    from mtl_split_tools.cli import main
+
+    assert main(["bench", "codecs", *flag, "--out", str(tmp_path / "c.json"), "--work", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert flag[0] in err and "\n" not in err and not (tmp_path / "c.json").exists()
 
 
 def test_codecs_headline_picks_the_smallest_of_equally_accurate_rows():
