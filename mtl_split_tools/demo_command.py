@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="demo", help="name of the run, bundle, bag and report directories")
     p.add_argument("--frames", type=int, default=300, help="frames in the evaluation bag")
     p.add_argument("--fresh", action="store_true", help="redo every step, even if its output exists")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for training, as `mtl-split train --set` (repeatable), "
+                        "e.g. --set train.epochs=16")
     p.set_defaults(func=run)
 
 
@@ -58,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     name = args.name
     run_dir, bundle, bag, out = Path("runs", name), Path("models", name), Path("data/bags", name), Path("reports", name)
     started = time.perf_counter()
-    train = ["train", "--config", args.config, "--out", str(run_dir)]
+    train = ["train", "--config", args.config, "--out", str(run_dir), *(f"--set={o}" for o in args.overrides)]
     previous = _run_config(run_dir)
-    if args.fresh or (previous is not None and previous != load_config(args.config)[1]):
+    if args.fresh or (previous is not None and previous != load_config(args.config, args.overrides)[1]):
         train.append("--overwrite")  # asked for, or the config changed since that run
     elif (run_dir / FINAL).exists():
         train = []
