@@ -53,6 +53,11 @@ def _run_config(run_dir: Path) -> dict | None:
     return json.loads(meta.read_text()).get("raw_config") if meta.is_file() else None
 
 
+def _model_settings(raw_config: dict) -> dict:
+    """What decides the trained model: everything but the run's name, which only labels it."""
+    return {k: v for k, v in raw_config.items() if k != "name"}
+
+
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.bundle import load_manifest
     from mtl_split_training.config import load_config
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     train = ["train", "--config", args.config, "--out", str(run_dir), *(f"--set={o}" for o in args.overrides)]
     previous = _run_config(run_dir)
-    if args.fresh or (previous is not None and previous != load_config(args.config, args.overrides)[1]):
+    wanted = load_config(args.config, args.overrides)[1]
+    if args.fresh or (previous is not None and _model_settings(previous) != _model_settings(wanted)):
         train.append("--overwrite")  # asked for, or the config changed since that run
     elif (run_dir / FINAL).exists():
         train = []

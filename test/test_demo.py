@@ -1,5 +1,6 @@
 """`mtl-split demo` end to end on the tiny config (real training, export, bag and live nodes):
---set reaches training, an unchanged demo reuses its model, a changed --set retrains."""
+--set reaches training, an unchanged demo reuses its model (renamed too), a changed --set
+retrains."""
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ def test_demo_set_reaches_training_and_reuse_follows_it(tmp_path):
     assert set(report["tasks"]) == {"shape"} and report["frames"]["received"] > 0
     assert "--set=data.tasks=[shape]" in first and "=== MTL-Split demo" in first
 
-    assert "reusing the finished run" in _demo(tmp_path, "data.tasks=[shape]")
+    assert "reusing the finished run" in _demo(tmp_path, "data.tasks=[shape]", "name=renamed")  # a label only
 
     again = _demo(tmp_path, "data.tasks=[shape,scale]")
     assert "--overwrite" in again and _trained_with(tmp_path)["data"]["tasks"] == ["shape", "scale"]
