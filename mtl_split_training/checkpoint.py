@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .models import SplitModel
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
@@ -44,7 +47,7 @@ def save_checkpoint(member_dir: Path, model: nn.Module, weighting: nn.Module, op
     os.replace(tmp_meta, member_dir / CHECKPOINT_META)
 
 
-def load_checkpoint(member_dir: Path, model: nn.Module, weighting: nn.Module, optimizer: torch.optim.Optimizer,
+def load_checkpoint(member_dir: Path, model: SplitModel, weighting: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any) -> dict[str, Any] | None:
     """Restore in place; returns the JSON part (epoch, history, weighting), None without a checkpoint."""
     from safetensors.torch import load_file
@@ -58,7 +61,7 @@ def load_checkpoint(member_dir: Path, model: nn.Module, weighting: nn.Module, op
     def section(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    model.load_state_dict(section("model."))
+    model.load_weights(section("model."))
     weighting.load_state_dict(section("weighting."))
     state: dict[int, dict[str, Any]] = {}
     for key, value in section("optim.").items():

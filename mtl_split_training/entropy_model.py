@@ -12,7 +12,11 @@ pandas, which conflict with this project's pinned stack. This module is the same
 ~80 lines of torch.
 
 At export the prior becomes integer tables (mtl_split_core.entropy.quantize_pmf), once, so
-edge and server never evaluate floats to code: the bundle's tables are the code.
+edge and server never evaluate floats to code: the bundle's tables are the code. The intra
+tables are the symbols' histogram on held-out frames, counted after training, with a little
+of the learned prior mixed in: the prior is fitted to noise-relaxed symbols, and on the
+rounded ones it costs about a fifth more bytes (dense.yaml at 16 epochs: 198 against 154 B
+per frame on the test scenes).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from .bottleneck import INT8_SCALE
 LEVELS = round(1 / INT8_SCALE)  # symbols are -LEVELS .. LEVELS (int8 grid of the bottleneck)
 RESIDUAL_LEVELS = 2 * LEVELS  # a difference of two symbols
 RESIDUAL_FLOOR = 1e-3  # probability mass spread over all differences: unseen ones stay codable (~19 bits)
+PRIOR_WEIGHT = 1e-2  # share of the learned prior in the intra tables: symbols unseen in the histogram stay cheap
 
 
 def symbols(code: torch.Tensor) -> torch.Tensor:
@@ -90,8 +95,15 @@ class FactorizedPrior(nn.Module):
         return p.numpy()
 
 
-def intra_tables(prior: FactorizedPrior) -> SymbolTables:
-    return SymbolTables(-LEVELS, quantize_pmf(prior.pmf()))
+def intra_tables(prior: FactorizedPrior, counts: np.ndarray) -> SymbolTables:
+    """counts: per-channel histogram of the symbols -LEVELS..LEVELS on held-out frames; all
+    zero (a run saved before they were counted) gives the learned prior alone."""
+    pmf = prior.pmf()
+    counts = np.asarray(counts, np.float64)
+    if counts.sum() > 0:
+        empirical = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        pmf = (1 - PRIOR_WEIGHT) * empirical + PRIOR_WEIGHT * pmf
+    return SymbolTables(-LEVELS, quantize_pmf(pmf))
 
 
 def residual_tables(counts: np.ndarray) -> SymbolTables:
@@ -113,15 +125,20 @@ def _shifted(images: torch.Tensor, generator: torch.Generator, max_shift: int = 
 
 
 @torch.no_grad()
-def residual_counts(edge: nn.Module, batches: Iterable[torch.Tensor], channels: int, seed: int = 0) -> np.ndarray:
-    """Histogram per channel of symbol differences between frames and their slightly moved
-    versions: the statistics temporal coding's residual tables are built from."""
-    counts = np.zeros((channels, 2 * RESIDUAL_LEVELS + 1), np.float64)
+def coding_counts(edge: nn.Module, batches: Iterable[torch.Tensor], channels: int,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms per channel of the symbols of frames (what the intra tables are built from)
+    and of the symbol differences between frames and their slightly moved versions (temporal
+    coding's residual tables)."""
+    symbol_counts = np.zeros((channels, 2 * LEVELS + 1), np.float64)
+    residual_counts = np.zeros((channels, 2 * RESIDUAL_LEVELS + 1), np.float64)
     generator = torch.Generator().manual_seed(seed)
     for images in batches:
-        a = torch.round(symbols(edge(images))).long()
-        b = torch.round(symbols(edge(_shifted(images, generator)))).long()
+        a = torch.round(symbols(edge(images))).long().clamp(-LEVELS, LEVELS)
+        b = torch.round(symbols(edge(_shifted(images, generator)))).long().clamp(-LEVELS, LEVELS)
+        s = (a + LEVELS).transpose(0, 1).reshape(channels, -1)
         d = (b - a).transpose(0, 1).reshape(channels, -1) + RESIDUAL_LEVELS
         for c in range(channels):
-            counts[c] += np.bincount(d[c].numpy(), minlength=counts.shape[1])
-    return counts
+            symbol_counts[c] += np.bincount(s[c].numpy(), minlength=symbol_counts.shape[1])
+            residual_counts[c] += np.bincount(d[c].numpy(), minlength=residual_counts.shape[1])
+    return symbol_counts, residual_counts

@@ -124,7 +124,7 @@ def export_bundle(
     files = {BACKBONE_FILE: "", HEADS_FILE: ""}
     if model.prior is not None:
         # Integer tables, computed once here: edge and server only ever read the integers.
-        save_tables(out_dir / ENTROPY_FILE, {INTRA: intra_tables(model.prior),
+        save_tables(out_dir / ENTROPY_FILE, {INTRA: intra_tables(model.prior, model.symbol_counts.numpy()),
                                              RESIDUAL: residual_tables(model.residual_counts.numpy())})
         files[ENTROPY_FILE] = ""
     features_spec = FeatureSpec(

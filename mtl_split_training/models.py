@@ -8,6 +8,7 @@ Saved as model.safetensors + model.json (spec, tasks, input): never pickled.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,13 @@ from mtl_split_core.bundle import InputSpec, TaskSpec
 
 from .backbones import Init, StageInfo, build_stages, resolve_split
 from .bottleneck import BottleneckDecoder, BottleneckEncoder
-from .entropy_model import RESIDUAL_LEVELS, FactorizedPrior
+from .entropy_model import LEVELS, RESIDUAL_LEVELS, FactorizedPrior, coding_counts
 from .errors import TrainingError
 from .heads import HEADS, make_task_head
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
+SYMBOL_COUNTS = "symbol_counts"  # a buffer of entropy models, added after runs were saved without it
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,11 @@ class SplitModel(nn.Module):
         channels = infos[self.split_index].channels
         self.encoder = BottleneckEncoder(channels, int(spec.bottleneck)) if spec.bottleneck else None
         self.decoder = BottleneckDecoder(int(spec.bottleneck), channels) if spec.bottleneck else None
-        # The rate model (trained, exported as integer tables; never part of the ONNX files) and
-        # the statistics of frame-to-frame symbol changes that temporal coding's tables come from.
+        # The rate model (trained; never part of the ONNX files) and the statistics the exported
+        # integer tables come from: symbols, and their frame-to-frame changes (temporal coding).
         self.prior = FactorizedPrior(int(spec.bottleneck)) if spec.entropy else None
         if spec.entropy:
+            self.register_buffer(SYMBOL_COUNTS, torch.zeros(int(spec.bottleneck), 2 * LEVELS + 1, dtype=torch.float64))
             self.register_buffer("residual_counts", torch.zeros(int(spec.bottleneck), 2 * RESIDUAL_LEVELS + 1,
                                                                 dtype=torch.float64))
         self.dense = any(t.dense for t in self.tasks)
@@ -86,6 +89,20 @@ class SplitModel(nn.Module):
         stride = infos[self.split_index].reduction
         self.heads = nn.ModuleList(make_task_head(t, spec.head, level_shapes, stride, spec.input_size,
                                                   int(spec.decoder_channels)) for t in self.tasks)
+
+    @torch.no_grad()
+    def fit_coding_counts(self, batches: Iterable[torch.Tensor], seed: int = 0) -> None:
+        """Count the statistics of the entropy tables on held-out frames (after training)."""
+        symbol_counts, residual_counts = coding_counts(self.edge, batches, self.symbol_counts.shape[0], seed=seed)
+        self.symbol_counts.copy_(torch.from_numpy(symbol_counts))
+        self.residual_counts.copy_(torch.from_numpy(residual_counts))
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """load_state_dict, also of runs saved before symbol counts were kept (their tables
+        then come from the learned prior alone)."""
+        if self.prior is not None and SYMBOL_COUNTS not in state:
+            state = {**state, SYMBOL_COUNTS: torch.zeros_like(self.symbol_counts)}
+        self.load_state_dict(state)
 
     def _view(self, modules: list[nn.Module | None]) -> nn.Sequential:
         """A Sequential over existing submodules, in this model's train/eval mode (exporters
@@ -209,6 +226,6 @@ def load_model(model_dir: Path) -> tuple[SplitModel, InputSpec, dict[str, Any]]:
     spec = ModelSpec(**meta["spec"])
     tasks = tuple(TaskSpec(t["name"], tuple(t["classes"]), t.get("kind", "classification")) for t in meta["tasks"])
     model = SplitModel(spec, tasks, load_pretrained=False)
-    model.load_state_dict(load_file(str(weights_path)))
+    model.load_weights(load_file(str(weights_path)))
     input_spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["input"].items()})
     return model.eval(), input_spec, meta.get("extra", {})

@@ -12,7 +12,6 @@ from .datasets import DataOptions, open_data
 from .datasets.scenes import TASKS as SCENE_TASKS
 from .datasets.shapes_factors import FACTORS
 from .datasets.torch_dataset import normalize
-from .entropy_model import residual_counts
 from .export import export_bundle
 from .models import ModelSpec, SplitModel
 
@@ -73,10 +72,9 @@ def make_tiny_bundle(
     calibrate_batchnorm(model, input_spec, seed=seed)
     if bottleneck:
         spread_bottleneck(model, input_spec, seed=seed)
-    if entropy:  # temporal coding's statistics, as training collects them (untrained prior)
+    if entropy:  # the entropy tables' statistics, as training collects them (untrained prior)
         images = open_data("shapes", DataOptions(size=size, seed=seed)).split("val")
-        batches = [torch.stack([normalize(images.image(b * 16 + i), input_spec) for i in range(16)]) for b in range(4)]
-        counts = residual_counts(model.edge, batches, model.residual_counts.shape[0], seed=seed)
-        model.residual_counts.copy_(torch.from_numpy(counts))
+        model.fit_coding_counts([torch.stack([normalize(images.image(b * 16 + i), input_spec) for i in range(16)])
+                                 for b in range(4)], seed=seed)
     return export_bundle(model, out_dir, input_spec=InputSpec(width=size, height=size),
                          extra={"mode": "untrained", "seed": seed})

@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, TrainConfig
 from .datasets import DataSource
 from .datasets.torch_dataset import TorchImages, collate
-from .entropy_model import residual_counts, symbols
+from .entropy_model import symbols
 from .distributed import (
     DistContext,
     average_floats,
@@ -196,13 +196,10 @@ class MemberTrainer:
             out["train_bits_per_frame"] = average_floats({"bits": bits_sum / max(1, batches)}, self.ctx)["bits"]
         return out
 
-    def _fit_residuals(self, loader: DataLoader) -> None:
-        """Temporal coding's statistics: symbol changes between held-out frames and the same
-        frames slightly moved (a drifting camera), counted per channel into the model."""
-        model = self.model.eval()
-        images = (batch.to(self.device) for batch, _ in loader)
-        counts = residual_counts(model.edge, images, model.residual_counts.shape[0], seed=self.cfg.seed)
-        model.residual_counts.copy_(torch.from_numpy(counts))
+    def _fit_coding_counts(self, loader: DataLoader) -> None:
+        """The entropy tables' statistics, on held-out frames: the symbols, and their changes
+        between a frame and the same frame slightly moved (a drifting camera)."""
+        self.model.eval().fit_coding_counts((batch.to(self.device) for batch, _ in loader), seed=self.cfg.seed)
 
     def run(self, resume: bool, on_epoch: EpochCallback | None = None) -> MemberResult:
         cfg, ctx = self.cfg, self.ctx
@@ -247,7 +244,7 @@ class MemberTrainer:
             test_loader, _ = self._loader("test", train=False)
             test = evaluate(self.model, test_loader, self.device)
             if self.model.prior is not None:
-                self._fit_residuals(val_loader)
+                self._fit_coding_counts(val_loader)
             save_model(self.model.cpu(), self.dir, self.input_spec, extra={
                 "training": cfg.to_dict(), "member": self.label,
                 "data": {**cfg.data.options(cfg.seed).__dict__, "spec": cfg.data.spec, "sizes": self.source.sizes},

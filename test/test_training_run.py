@@ -153,3 +153,41 @@ def test_warm_start_distillation_and_rate_warmup_from_a_trained_run(tmp_path, ca
     assert "give a finished training run" in capsys.readouterr().err
     assert _train(tmp_path / "y", "data.tasks=[shape,orientation]", f"train.distill_from={teacher_dir}") == 2
     assert "the teacher has no task orientation" in capsys.readouterr().err
+
+
+def test_intra_tables_come_from_the_symbols_counted_after_training(tmp_path):
+    """The exported intra tables are the symbols' histogram on the val frames with a little
+    of the learned prior: on those frames they cost no more bits than the prior alone (Gibbs),
+    and a run saved before the counts were kept still loads and exports with the prior."""
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from mtl_split_core.entropy import INTRA, TOTAL, load_tables
+    from mtl_split_training.entropy_model import intra_tables
+    from mtl_split_training.export import export_run
+    from mtl_split_training.models import MODEL_WEIGHTS, SYMBOL_COUNTS, load_model
+
+    run = tmp_path / "run"
+    assert _train(run, "model.bottleneck=4", "model.entropy=true", "train.rate_lambda=0.01") == 0
+    model, _, _ = load_model(run)
+    counts = model.symbol_counts.numpy()
+    per_frame = int(np.prod(model.feature_shape[1:]))
+    assert (counts.sum(axis=1) == 32 * per_frame).all()  # tiny.yaml's 32 val frames, every symbol once
+    (manifest,) = export_run(run, tmp_path / "bundle")
+    shipped = load_tables(tmp_path / "bundle" / manifest.features.entropy)[INTRA]
+    np.testing.assert_array_equal(shipped.weights, intra_tables(model.prior, counts).weights)
+    prior_only = intra_tables(model.prior, np.zeros_like(counts))
+
+    def bits(tables) -> float:
+        return float(-(counts * np.log2((tables.weights + 1) / TOTAL)).sum())
+
+    assert bits(shipped) <= bits(prior_only)
+
+    state = load_file(str(run / MODEL_WEIGHTS))
+    del state[SYMBOL_COUNTS]
+    save_file(state, str(run / MODEL_WEIGHTS))
+    old, _, _ = load_model(run)
+    assert not old.symbol_counts.any()
+    (manifest,) = export_run(run, tmp_path / "old_bundle")
+    np.testing.assert_array_equal(load_tables(tmp_path / "old_bundle" / manifest.features.entropy)[INTRA].weights,
+                                  prior_only.weights)
