@@ -63,6 +63,9 @@ class TrainConfig:
     distill_from: str | None = None
     distill_weight: float = 1.0
     distill_temperature: float = 2.0
+    # Also pull every shared level (the decoded split tensor and each stage after it) towards
+    # the teacher's, weighted distill_features (0: off): what the server's copied stages expect.
+    distill_features: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -71,9 +74,10 @@ class TrainConfig:
         if self.rate_lambda < 0 or self.rate_warmup_epochs < 0:
             raise TrainingError(f"train.rate_lambda and train.rate_warmup_epochs must be >= 0, got "
                                 f"{self.rate_lambda} and {self.rate_warmup_epochs}")
-        if self.distill_weight < 0 or self.distill_temperature <= 0:
-            raise TrainingError(f"train.distill_weight must be >= 0 and train.distill_temperature > 0, got "
-                                f"{self.distill_weight} and {self.distill_temperature}")
+        if self.distill_weight < 0 or self.distill_temperature <= 0 or self.distill_features < 0:
+            raise TrainingError(f"train.distill_weight and train.distill_features must be >= 0 and "
+                                f"train.distill_temperature > 0, got {self.distill_weight}, {self.distill_features} "
+                                f"and {self.distill_temperature}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("train.epochs must be >= 1 and train.batch_size >= 2 (BatchNorm)")
 

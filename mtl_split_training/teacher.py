@@ -64,10 +64,12 @@ def warm_start(model: SplitModel, path: str | Path) -> tuple[int, int]:
 
 class Distiller:
     """The teacher, frozen: its softened logits as an extra loss per task that has logits
-    (classification, segmentation); other kinds learn from their labels alone."""
+    (classification, segmentation; other kinds learn from their labels alone) and, with a
+    feature weight, its shared levels as targets for the student's (hint learning, Romero et
+    al. 2015; at the split, Matsubara et al.'s head network distillation)."""
 
     def __init__(self, path: str | Path, model: SplitModel, weight: float, temperature: float,
-                 device: torch.device | str = "cpu"):
+                 feature_weight: float = 0.0, device: torch.device | str = "cpu"):
         teacher, _, _ = load_model(model_dir(path))
         theirs = {t.name: t for t in teacher.tasks}
         wrong = [t.name for t in model.tasks if t.name not in theirs or theirs[t.name].classes != t.classes]
@@ -77,13 +79,21 @@ class Distiller:
         if teacher.spec.input_size != model.spec.input_size:
             raise TrainingError(f"train.distill_from {path}: the teacher takes {teacher.spec.input_size} px images, "
                                 f"this model {model.spec.input_size} px")
+        if feature_weight and (teacher.spec.backbone, teacher.split_point) != (model.spec.backbone, model.split_point):
+            raise TrainingError(f"train.distill_features: the teacher {path} is {teacher.spec.backbone} split at "
+                                f"{teacher.split_point}, this model {model.spec.backbone} at {model.split_point}; "
+                                "features distil only between the same backbone and split point")
         self.teacher = teacher.to(device).eval().requires_grad_(False)  # eval: no dropout in the targets
-        self.weight, self.temperature = weight, temperature
+        self.weight, self.temperature, self.feature_weight = weight, temperature, feature_weight
 
-    def losses(self, images: torch.Tensor, raw: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """task -> weight * T^2 * KL(teacher || student) of the logits softened by T."""
+    def losses(self, images: torch.Tensor, shared: list[torch.Tensor],
+               raw: dict[str, dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """(task -> weight * T^2 * KL(teacher || student) of the logits softened by T,
+        feature_weight * the student's shared levels' squared error to the teacher's, each
+        relative to the teacher level's mean square; None without a feature weight)."""
         with torch.no_grad():
-            target = self.teacher.raw(self.teacher.shared(images))
+            target_shared = self.teacher.shared(images)
+            target = self.teacher.raw(target_shared)
         t = self.temperature
         out = {}
         for task, student in raw.items():
@@ -93,4 +103,7 @@ class Distiller:
             log_q = F.log_softmax(target[task]["logits"] / t, dim=1)
             kl = F.kl_div(log_p, log_q, log_target=True, reduction="none").sum(dim=1).mean()
             out[task] = self.weight * t * t * kl
-        return out
+        if not self.feature_weight:
+            return out, None
+        hint = sum(F.mse_loss(s, g) / g.square().mean().clamp_min(1e-12) for s, g in zip(shared, target_shared))
+        return out, self.feature_weight * hint

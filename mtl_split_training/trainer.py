@@ -125,7 +125,8 @@ class MemberTrainer:
                            f"{fresh} initialized here")
         self.model = self.model.to(self.device)
         self.distiller = None if not cfg.train.distill_from else Distiller(
-            cfg.train.distill_from, self.model, cfg.train.distill_weight, cfg.train.distill_temperature, self.device)
+            cfg.train.distill_from, self.model, cfg.train.distill_weight, cfg.train.distill_temperature,
+            cfg.train.distill_features, self.device)
         # One task has nothing to weigh: STL models always train on their plain loss.
         weighting = cfg.train.weighting if len(tasks) > 1 else "sum"
         self.weighting = make_weighting(weighting, [t.name for t in tasks]).to(self.device)
@@ -170,18 +171,21 @@ class MemberTrainer:
             shared = model.pyramid(code)
             raw = model.raw(shared)
             task_losses = losses(model, raw, _to(labels, self.device))
+            hint = None
             if self.distiller is not None:
-                for task, extra in self.distiller.losses(images, raw).items():
+                soft, hint = self.distiller.losses(images, shared, raw)
+                for task, extra in soft.items():
                     task_losses[task] = task_losses[task] + extra
             self.optimizer.zero_grad(set_to_none=True)
-            rate = None
+            extra = hint  # losses outside the task weighting: the feature hint and the rate term
             if model.prior is not None:
                 # lambda * bits trains the encoder for rate; the detached term fits the prior to
                 # the symbols whatever lambda is (its gradient reaches only the prior).
                 bits = model.prior.bits(symbols(code))
                 rate = rate_weight(cfg.train, epoch + step / batches) * bits + model.prior.bits(symbols(code.detach()))
+                extra = rate if extra is None else extra + rate
                 bits_sum += float(bits.detach())
-            self.weighting.backward(task_losses, shared, model, rate)
+            self.weighting.backward(task_losses, shared, model, extra)
             average_gradients(params, self.ctx)
             self.optimizer.step()
             values = {t: float(loss.detach()) for t, loss in task_losses.items()}

@@ -107,7 +107,8 @@ def test_compare_over_seeds_reports_spread_and_delta_m(tmp_path):
 
 def test_warm_start_distillation_and_rate_warmup_from_a_trained_run(tmp_path, capsys):
     """train.init_from copies a trained model's matching tensors (heads by task name, a new
-    bottleneck fresh), train.distill_from adds the teacher's softened logits as a loss, and
+    bottleneck fresh), train.distill_from adds the teacher's softened logits as a loss (and,
+    with train.distill_features, its shared levels as targets), and
     train.rate_warmup_epochs ramps the rate weight up from 0."""
     import torch
 
@@ -133,13 +134,15 @@ def test_warm_start_distillation_and_rate_warmup_from_a_trained_run(tmp_path, ca
             if a.shape == b.shape:
                 torch.testing.assert_close(a, b)
 
-    distiller = Distiller(teacher_dir, student, weight=1.0, temperature=2.0)
+    distiller = Distiller(teacher_dir, student, weight=1.0, temperature=2.0, feature_weight=1.0)
     images = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
-        teacher_raw = teacher.raw(teacher.shared(images))
-        assert all(float(v) < 1e-6 for v in distiller.losses(images, teacher_raw).values())  # itself: no loss
-        extra = distiller.losses(images, student.raw(student.shared(images)))
-    assert set(extra) == {"shape", "scale"} and all(float(v) > 0 for v in extra.values())
+        own = teacher.shared(images)
+        soft, hint = distiller.losses(images, own, teacher.raw(own))
+        assert all(float(v) < 1e-6 for v in soft.values()) and float(hint) < 1e-6  # itself: no loss
+        theirs = student.shared(images)
+        extra, hint = distiller.losses(images, theirs, student.raw(theirs))
+    assert set(extra) == {"shape", "scale"} and all(float(v) > 0 for v in extra.values()) and float(hint) > 0
 
     ramp = TrainConfig(rate_lambda=0.01, rate_warmup_epochs=2)
     assert [rate_weight(ramp, e) for e in (0, 1, 2, 5)] == [0.0, 0.005, 0.01, 0.01]
@@ -147,8 +150,11 @@ def test_warm_start_distillation_and_rate_warmup_from_a_trained_run(tmp_path, ca
 
     # The whole path through `mtl-split train`, and its one-line errors.
     assert _train(tmp_path / "student", "model.bottleneck=8", "model.entropy=true", f"train.init_from={teacher_dir}",
-                  f"train.distill_from={teacher_dir}", "train.rate_warmup_epochs=1") == 0
+                  f"train.distill_from={teacher_dir}", "train.distill_features=1", "train.rate_warmup_epochs=1") == 0
     assert "tensors copied" in capsys.readouterr().out
+    assert _train(tmp_path / "z", "model.split=-2", f"train.distill_from={teacher_dir}",
+                  "train.distill_features=1") == 2
+    assert "features distil only between the same backbone and split point" in capsys.readouterr().err
     assert _train(tmp_path / "x", f"train.init_from={tmp_path / 'nothing'}") == 2
     assert "give a finished training run" in capsys.readouterr().err
     assert _train(tmp_path / "y", "data.tasks=[shape,orientation]", f"train.distill_from={teacher_dir}") == 2

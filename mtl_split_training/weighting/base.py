@@ -27,7 +27,7 @@ class Weighting(nn.Module):
 
     def backward(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor], model: nn.Module,
                  extra: torch.Tensor | None = None) -> None:
-        """extra: a loss outside the weighting (the rate term), added as is; one backward pass."""
+        """extra: a loss outside the weighting (the rate term, a feature hint), added as is; one backward pass."""
         total = self.combine(losses)
         (total if extra is None else total + extra).backward()
 

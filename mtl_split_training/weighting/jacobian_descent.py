@@ -61,7 +61,7 @@ class JacobianDescent(Weighting):
                  extra: torch.Tensor | None = None) -> None:
         from torchjd.autojac import jac_to_grad, mtl_backward
 
-        if extra is not None:  # the rate term is not a task: its gradient is added, not aggregated
+        if extra is not None:  # the rate term and a hint are not tasks: their gradient is added, not aggregated
             extra.backward(retain_graph=True)
 
         features, shared_params, tasks_params = model.jacobian_parts(shared)
