@@ -104,6 +104,15 @@ def cpu_cores(proc: Any, seconds: float, ros: Any) -> float:
     return (sum(p.cpu_times()[:2]) - before) / seconds
 
 
+def settled_cpu_cores(proc: Any, ros: Any, below: float, timeout_s: float = 15.0, window_s: float = 1.5) -> float:
+    """The lowest CPU of successive windows, stopping at the first below `below`: a transient
+    (DDS discovery of peers that just left, a loaded machine) passes, a leak keeps it up."""
+    deadline, lowest = time.monotonic() + timeout_s, float("inf")
+    while lowest >= below and time.monotonic() < deadline:
+        lowest = min(lowest, cpu_cores(proc, window_s, ros))
+    return lowest
+
+
 # --- failures 1-4: parameters ------------------------------------------------------------------
 
 def test_invalid_runtime_parameters_are_refused_and_nothing_changes(ros, watch, server, manifest):
@@ -208,7 +217,8 @@ def test_departed_and_silent_robots_are_released(ros, watch, server, manifest):
     a.served()  # silent through the rounds, so released meanwhile (source_timeout_s 2): served again
     after = {"p50": p50_ms()}
     ros.spin_for(1.0)
-    after.update(sources=watch.count(SERVER, "sources"), rss=rss_mb(server), cpu=cpu_cores(server, 1.5, ros))
+    after.update(sources=watch.count(SERVER, "sources"), rss=rss_mb(server),
+                 cpu=settled_cpu_cores(server, ros, below=base["cpu"] + 0.05))
     print(f"\n3 rounds of 10 robots that came and went: {base} -> {after}")
     # Released with everything: no result publisher of a departed robot is left in the graph.
     assert sum(ros.node.count_publishers(f"{ns}/mtl_split/results") for ns in churn) == 0
