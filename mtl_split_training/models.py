@@ -8,8 +8,8 @@ Saved as model.safetensors + model.json (spec, tasks, input): never pickled.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -174,8 +174,8 @@ class MemberTrainer:
             hint = None
             if self.distiller is not None:
                 soft, hint = self.distiller.losses(images, shared, raw)
-                for task, extra in soft.items():
-                    task_losses[task] = task_losses[task] + extra
+                for task, kl in soft.items():
+                    task_losses[task] = task_losses[task] + kl
             self.optimizer.zero_grad(set_to_none=True)
             extra = hint  # losses outside the task weighting: the feature hint and the rate term
             if model.prior is not None:
