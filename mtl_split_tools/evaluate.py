@@ -132,11 +132,12 @@ def run_offline(opts: EvalOptions, manifest: Manifest, frames: list[Frame]) -> t
 
 def _recording_viz() -> dict[str, Any]:
     """The drawing node of a recording: it waits for a frame's results as long as the replay
-    does, and holds as many frames as a starved process may fall behind by (its defaults
-    suit a live view, not a record of every frame)."""
+    does, and its queues (images, results, annotated images) hold as many frames as a starved
+    process may fall behind by (its defaults suit a live view, not a record of every frame)."""
     from .replay import RESULT_TIMEOUT_S
 
-    return {"pair_timeout_s": RESULT_TIMEOUT_S, "image_qos_depth": 100, "max_pending": 100}
+    return {"pair_timeout_s": RESULT_TIMEOUT_S, "max_pending": 100,
+            **{f"{group}_qos_depth": 100 for group in ("image", "results", "annotated")}}
 
 
 def run_live(opts: EvalOptions, manifest: Manifest, frames: list[Frame], recording: Any = None
