@@ -95,23 +95,26 @@ class FactorizedPrior(nn.Module):
         return p.numpy()
 
 
+def _empirical(counts: np.ndarray) -> np.ndarray:
+    """Per-channel histogram -> per-channel frequencies (an empty row stays zero)."""
+    counts = np.asarray(counts, np.float64)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
 def intra_tables(prior: FactorizedPrior, counts: np.ndarray) -> SymbolTables:
     """counts: per-channel histogram of the symbols -LEVELS..LEVELS on held-out frames; all
     zero (a run saved before they were counted) gives the learned prior alone."""
     pmf = prior.pmf()
-    counts = np.asarray(counts, np.float64)
-    if counts.sum() > 0:
-        empirical = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-        pmf = (1 - PRIOR_WEIGHT) * empirical + PRIOR_WEIGHT * pmf
+    if np.asarray(counts).sum() > 0:
+        pmf = (1 - PRIOR_WEIGHT) * _empirical(counts) + PRIOR_WEIGHT * pmf
     return SymbolTables(-LEVELS, quantize_pmf(pmf))
 
 
 def residual_tables(counts: np.ndarray) -> SymbolTables:
     """Per-channel counts of q_t - q_(t-1) over -RESIDUAL_LEVELS..RESIDUAL_LEVELS -> tables."""
-    counts = np.asarray(counts, np.float64)
-    empirical = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    empirical = _empirical(counts)
     return SymbolTables(-RESIDUAL_LEVELS, quantize_pmf((1 - RESIDUAL_FLOOR) * empirical
-                                                       + RESIDUAL_FLOOR / counts.shape[1]))
+                                                       + RESIDUAL_FLOOR / empirical.shape[1]))
 
 
 def _shifted(images: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
