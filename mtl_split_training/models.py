@@ -37,6 +37,8 @@ class ModelSpec:
     head: str = "paper"  # a registered head (heads.HEADS: paper, pooled)
     bottleneck: int | None = None  # channels of the learned int8 bottleneck, None = raw features
     entropy: bool = False  # learn a factorized prior over the bottleneck's symbols (codec "entropy")
+    bottleneck_kernel: int = 1  # the edge encoder's conv: 1 (per position) or 3 (each symbol sees its neighbours)
+    bottleneck_blocks: int = 0  # residual 3x3 blocks refining the decoded split tensor on the server
     input_size: int = 64
     pretrained: bool = False  # start from timm's ImageNet weights (timm's hub: needs internet or its cache)
     pretrained_file: str | None = None  # start from a local timm checkpoint, loaded by timm the same way
@@ -48,6 +50,13 @@ class ModelSpec:
             raise TrainingError(f"model.head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.bottleneck is not None and not 1 <= int(self.bottleneck) <= 4096:
             raise TrainingError(f"model.bottleneck must be a channel count in 1..4096 or null, got {self.bottleneck}")
+        if int(self.bottleneck_kernel) not in (1, 3):
+            raise TrainingError(f"model.bottleneck_kernel must be 1 or 3, got {self.bottleneck_kernel}")
+        if not 0 <= int(self.bottleneck_blocks) <= 8:
+            raise TrainingError(f"model.bottleneck_blocks must be in 0..8, got {self.bottleneck_blocks}")
+        if (int(self.bottleneck_kernel) != 1 or int(self.bottleneck_blocks)) and not self.bottleneck:
+            raise TrainingError("model.bottleneck_kernel and model.bottleneck_blocks shape the bottleneck: "
+                                "set model.bottleneck (e.g. 8) too")
         if self.entropy and not self.bottleneck:
             raise TrainingError("model.entropy codes the bottleneck's symbols: set model.bottleneck (e.g. 16) too")
         if self.input_size < 16:
@@ -75,8 +84,9 @@ class SplitModel(nn.Module):
         # Stages are registered once, whatever the split, so weights load across split points.
         self.stages = nn.ModuleList(stages)
         channels = infos[self.split_index].channels
-        self.encoder = BottleneckEncoder(channels, int(spec.bottleneck)) if spec.bottleneck else None
-        self.decoder = BottleneckDecoder(int(spec.bottleneck), channels) if spec.bottleneck else None
+        width = int(spec.bottleneck or 0)
+        self.encoder = BottleneckEncoder(channels, width, int(spec.bottleneck_kernel)) if width else None
+        self.decoder = BottleneckDecoder(width, channels, int(spec.bottleneck_blocks)) if width else None
         # The rate model (trained; never part of the ONNX files) and the statistics the exported
         # integer tables come from: symbols, and their frame-to-frame changes (temporal coding).
         self.prior = FactorizedPrior(int(spec.bottleneck)) if spec.entropy else None

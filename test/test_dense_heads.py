@@ -11,6 +11,7 @@ import torch
 from mtl_split_core.bundle import HEADS_FILE, TaskSpec, load_manifest
 from mtl_split_core.dense import Boxes, postprocess
 from mtl_split_training.datasets.scenes import TASKS
+from mtl_split_training.errors import TrainingError
 from mtl_split_training.models import ModelSpec, SplitModel
 from mtl_split_training.task_losses import centre_targets, detection_loss, focal_loss, task_loss
 from mtl_split_training.task_metrics import DepthMeter, SegmentationMeter, coco_map
@@ -121,6 +122,32 @@ def test_dense_export_check_compares_each_head_with_torch(tmp_path):
     model = SplitModel(ModelSpec(split="blocks.1", head="pooled", input_size=32), DENSE)
     manifest = export_bundle(model, tmp_path / "b")
     assert manifest.task_names == ["segmentation", "depth", "detection"]
+
+
+def test_a_wider_bottleneck_sees_neighbours_refines_on_the_server_and_exports(tmp_path):
+    """model.bottleneck_kernel=3: each symbol depends on its neighbours' features (and only
+    theirs); model.bottleneck_blocks: the server refines the decoded tensor. The bundle
+    matches torch in ONNX Runtime (export_bundle checks) with the same wire shape as 1x1."""
+    from mtl_split_training.export import export_bundle
+
+    torch.manual_seed(0)
+    spec = ModelSpec(split="blocks.1", head="pooled", input_size=32, bottleneck=4, entropy=True,
+                     bottleneck_kernel=3, bottleneck_blocks=2)
+    model = SplitModel(spec, DENSE).eval()
+    assert model.encoder.conv.weight.shape[-2:] == (3, 3) and len(model.decoder.blocks) == 2
+    split = torch.nn.Sequential(*model.stages[:model.split_index + 1])(torch.randn(1, 3, 32, 32))
+    moved = split.clone()
+    moved[..., 2, 2] += 5.0
+    change = (model.encoder(moved) != model.encoder(split)).any(dim=1)[0]
+    assert change[1:4, 1:4].any() and not change[4:].any() and not change[:, 4:].any() and change[1, 1]
+    manifest = export_bundle(model, tmp_path / "b")
+    plain = SplitModel(ModelSpec(split="blocks.1", head="pooled", input_size=32, bottleneck=4), DENSE)
+    assert manifest.features.shape == plain.feature_shape
+    for bad, match in (({"bottleneck_kernel": 5, "bottleneck": 4}, "bottleneck_kernel"),
+                       ({"bottleneck_blocks": 2}, "set model.bottleneck"),
+                       ({"bottleneck_blocks": -1, "bottleneck": 4}, "bottleneck_blocks")):
+        with pytest.raises(TrainingError, match=match):
+            ModelSpec(**bad)
 
 
 @pytest.mark.parametrize("weighting", ["uncertainty", "upgrad"])
