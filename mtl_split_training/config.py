@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,20 @@ from .datasets import DataOptions
 from .errors import TrainingError
 from .models import ModelSpec
 from .weighting import WEIGHTINGS
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write numbers today: PyYAML follows YAML 1.1, where `5e-4` (no dot) is a
+    string, and `--set train.lr=5e-4` would reach the optimizer as text."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
 
 MODES = ("mtl", "stl")
 SCHEDULES = ("step", "cosine", "none")
@@ -112,7 +128,24 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     if unknown:
         raise TrainingError(f"unknown key(s) {', '.join(f'{where}.{k}' if where else k for k in unknown)}; "
                             f"known: {', '.join(known)}")
+    _check_numbers(cls, values, where)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _check_numbers(cls: type, values: dict[str, Any], where: str) -> None:
+    """A number field given text or a flag fails here with its name, not deep in training."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        allowed = set(typing.get_args(hints[key])) or {hints[key]}
+        if value is None and type(None) in allowed:
+            continue
+        numeric = {int, float} & allowed
+        if not numeric or allowed - {int, float, type(None)}:
+            continue  # not purely a number field
+        ok = isinstance(value, int if numeric == {int} else (int, float)) and not isinstance(value, bool)
+        if not ok:
+            kind = "an integer" if numeric == {int} else "a number"
+            raise TrainingError(f"{where + '.' if where else ''}{key} must be {kind}, got {value!r}")
 
 
 def _without_seed(data: Any) -> Any:
@@ -155,7 +188,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise TrainingError(f"--set {key}: {p} is not a section")
-        node[leaf] = yaml.safe_load(text)
+        node[leaf] = _yaml(text)
     return out
 
 
@@ -165,7 +198,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[R
     if not path.is_file():
         raise TrainingError(f"config {path} does not exist (configs live in training/configs/)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise TrainingError(f"{path}: invalid YAML ({e})") from e
     raw = apply_overrides(raw, overrides or [])

@@ -70,6 +70,19 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json" in err
+    assert _train(tmp_path / "f", "train.lr=fast") == 2
+    assert "train.lr must be a number, got 'fast'" in capsys.readouterr().err
+    assert _train(tmp_path / "g", "train.epochs=1.5") == 2
+    assert "train.epochs must be an integer" in capsys.readouterr().err
+
+
+def test_numbers_read_as_people_write_them():
+    """YAML 1.1 reads 5e-4 (no dot) as text; configs and --set read it as the number."""
+    from mtl_split_training.config import load_config
+
+    config, raw = load_config(TINY, ["train.lr=5e-4", "train.rate_lambda=1E-3", "name=1e5x"])
+    assert (config.train.lr, config.train.rate_lambda, config.name) == (5e-4, 1e-3, "1e5x")
+    assert raw["train"]["lr"] == 5e-4
 
 
 def test_compare_writes_the_mtl_vs_stl_table(tmp_path, capsys):
